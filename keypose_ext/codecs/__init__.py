@@ -1,0 +1,1 @@
+# Each import below registers one component (one per file).

@@ -1,0 +1,2 @@
+# Each import below registers one component (one per file).
+from . import transforms  # noqa: F401

@@ -1,0 +1,1 @@
+from . import backbones, heads, pose_estimators  # noqa: F401
