@@ -35,11 +35,15 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
-PIP="$PY -m pip"
+# Local mirrors in this pip configuration list packages they do not hold; pip says so
+# once per package, which buries real messages.
+pip_q() { "$PY" -m pip "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
+PIP=pip_q
 
 if [ -f "$STAMP" ]; then
-  # Everything is present: only (re)link this checkout, which takes a second.
-  $PIP install -q --no-deps --no-build-isolation -e "$ROOT"
+  # Everything is present: only (re)link this checkout if it is not the one installed.
+  here=$("$PY" -c 'import keypose_ext, os; print(os.path.dirname(os.path.dirname(keypose_ext.__file__)))' 2>/dev/null || true)
+  [ "$here" = "$ROOT" ] || $PIP install -q --no-deps --no-build-isolation -e "$ROOT"
   log "environment ready ($VENV)"
   exit 0
 fi
@@ -47,7 +51,7 @@ fi
 $PIP install -q "setuptools==81.0.0" wheel cython packaging ninja
 
 log "installing $TORCH (registry build)"
-env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null $PIP install -q $TORCH
+PIP_FIND_LINKS= PIP_CONFIG_FILE=/dev/null $PIP install -q $TORCH
 
 log "installing runtime requirements"
 $PIP install -q $RUNTIME "setuptools==81.0.0"

@@ -1,1 +1,2 @@
 # Each import below registers one component (one per file).
+from .bottle_box_visualizer import BottleBoxVisualizer  # noqa: F401

@@ -1,1 +1,2 @@
 # Each import below registers one component (one per file).
+from .depth_keypoint_regression_head import DepthKeypointRegressionHead  # noqa: F401,E501
