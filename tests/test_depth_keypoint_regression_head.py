@@ -162,12 +162,17 @@ def test_topdown_estimator_overfits_and_maps_back_to_image():
     model.eval()
     with torch.no_grad():
         outs = model.val_step(batch)
-    for out in outs:
+        inputs = model.data_preprocessor(batch)['inputs']
+        raw = model.head(model.extract_feat(inputs)).numpy()  # (B, K, 3)
+    for out, r in zip(outs, raw):
         pred = out.pred_instances
         assert pred.keypoints.shape == (1, 9, 2)
         assert pred.keypoints_depth.shape == (1, 9)
-        # the affine here is x_ori = x_in * 100/64, y_ori = (y_in - 6.4)*100/64
-        # (bbox 100x80 padded to the input aspect), so values near the
-        # original keypoints mean the mapping back happened.
-        gt = out.gt_instances.keypoints
-        assert np.abs(pred.keypoints - gt).mean() < 15
+        # input pixels → original image, as TopdownAffine defined the crop
+        centre = out.metainfo['input_center']
+        scale = out.metainfo['input_scale']
+        expect = (r[:, :2] * scale + centre - 0.5 * scale)
+        np.testing.assert_allclose(pred.keypoints[0], expect, rtol=1e-4,
+                                   atol=1e-3)
+        np.testing.assert_allclose(pred.keypoints_depth[0],
+                                   r[:, 2] * 0.5 + 0.6, rtol=1e-5)
