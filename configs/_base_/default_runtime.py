@@ -28,7 +28,5 @@ log_level = 'INFO'
 load_from = None
 resume = False
 backend_args = dict(backend='local')
-
-train_cfg = dict(by_epoch=True)
-val_cfg = dict()
-test_cfg = dict()
+# train_cfg / val_cfg / test_cfg live in the schedule files (mmengine forbids a key
+# in two bases).

@@ -82,8 +82,8 @@ class DepthKeypointCodec(BaseKeypointCodec):
         if self.num_keypoints is not None and k != self.num_keypoints:
             raise ValueError(
                 f'DepthKeypointCodec: {what} has {k} keypoints but the codec '
-                f'was built with num_keypoints={self.num_keypoints}; check the '
-                'dataset metainfo and the codec/head `num_keypoints`.')
+                f'was built with num_keypoints={self.num_keypoints}; check '
+                'the dataset metainfo and the codec/head `num_keypoints`.')
 
     def encode(self,
                keypoints: np.ndarray,

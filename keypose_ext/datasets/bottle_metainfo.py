@@ -8,9 +8,8 @@ is the order of Objectron's ``Object.keypoints`` template; in the names,
 left/right symmetry that survives a horizontal image flip, so
 ``flip_indices`` is the identity (no ``swap``).
 
-``configs/_base_/datasets/bottle.py`` holds the same dict as
-``dataset_info`` for configs; ``tests/test_bottle_video_dataset.py`` checks
-that both stay equal.
+``BottleVideoDataset.METAINFO`` is this dict, so configs need no ``metainfo``;
+pass ``metainfo=dict(...)`` to a dataset only to override it.
 """
 
 # (x, y, z) sign of each keypoint in the object's local frame; row 0 = centre.

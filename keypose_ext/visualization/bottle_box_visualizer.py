@@ -23,7 +23,7 @@ class BottleBoxVisualizer(PoseLocalVisualizer):
     edges for the bottle set) and a dot on keypoint 0 (the box centre) are
     drawn in ``gt_color`` for the truth and ``pred_color`` for the
     prediction, with a small legend in the top-left corner and, optionally,
-    the centre depth in metres next to each centre dot.
+    the centre depth in metres (above the true box, below the predicted one).
 
     mmpose's ``PoseVisualizationHook`` always calls ``add_datasample`` with
     ``draw_gt=False``; with ``overlay_gt=True`` (default) the truth is drawn
@@ -42,6 +42,9 @@ class BottleBoxVisualizer(PoseLocalVisualizer):
         show_depth (bool): Write ``keypoints_depth`` of the centre (metres).
         line_width (int): Edge thickness in pixels.
         radius (int): Centre dot radius in pixels.
+        bbox_color (tuple[int] | str): Colour of the crop box, drawn (1 px)
+            when the caller passes ``draw_bbox=True`` as the hook does; white
+            so it is not mistaken for either wireframe.
         **kwargs: Passed to :class:`mmpose.visualization.PoseLocalVisualizer`.
     """
 
@@ -53,9 +56,14 @@ class BottleBoxVisualizer(PoseLocalVisualizer):
                  show_depth: bool = True,
                  line_width: int = 2,
                  radius: int = 4,
+                 bbox_color=(255, 255, 255),
                  **kwargs) -> None:
         super().__init__(
-            name=name, line_width=line_width, radius=radius, **kwargs)
+            name=name,
+            line_width=line_width,
+            radius=radius,
+            bbox_color=bbox_color,
+            **kwargs)
         for field, color in (('gt_color', gt_color),
                              ('pred_color', pred_color)):
             if len(color) != 3 or not all(0 <= int(c) <= 255 for c in color):
@@ -97,21 +105,31 @@ class BottleBoxVisualizer(PoseLocalVisualizer):
                     colors=color,
                     line_widths=self.line_width)
             if ok[0]:
-                centre = keypoints[i, 0]
-                self._draw_dot(centre, color)
-                if self.show_depth and depth is not None and np.isfinite(
-                        depth[i, 0]):
-                    # Truth above-right of the dot, prediction below-right,
-                    # so the two labels never overlap.
-                    dy = -self.radius if label == 'true' else self.radius
-                    self.draw_texts(
-                        f'{label} {depth[i, 0]:.2f} m',
-                        np.array([centre[0] + 2 * self.radius,
-                                  centre[1] + dy]),
-                        font_sizes=self._font_size(),
-                        colors=color,
-                        vertical_alignments='bottom'
-                        if label == 'true' else 'top')
+                self._draw_dot(keypoints[i, 0], color)
+            if self.show_depth and depth is not None and ok[0] and \
+                    np.isfinite(depth[i, 0]):
+                self._draw_depth_text(keypoints[i][ok], depth[i, 0], color,
+                                      label)
+
+    def _draw_depth_text(self, pts: np.ndarray, depth: float, color: tuple,
+                         label: str) -> None:
+        """Centre depth outside the wireframe: the truth above its box, the
+        prediction below its box, so the two labels never overlap."""
+        fs = self._font_size()
+        x = float(np.clip(pts[:, 0].min(), 0, self.width - 1))
+        if label == 'true':
+            y, valign = pts[:, 1].min() - 4, 'bottom'
+        else:
+            y, valign = pts[:, 1].max() + 4, 'top'
+        y = float(np.clip(y, fs, self.height - fs))
+        self.draw_texts(
+            f'{label} {depth:.2f} m',
+            np.array([x, y]),
+            font_sizes=fs,
+            colors=color,
+            vertical_alignments=valign,
+            bboxes=[dict(facecolor='black', alpha=0.6, pad=0.5,
+                         edgecolor='none')])
 
     def _draw_dot(self, centre: np.ndarray, color: tuple) -> None:
         # The opencv backend calls int(radius), which numpy 2 refuses for a
@@ -142,7 +160,9 @@ class BottleBoxVisualizer(PoseLocalVisualizer):
                 np.array([12 + 2 * fs, y]),
                 font_sizes=fs,
                 colors=color,
-                vertical_alignments='center')
+                vertical_alignments='center',
+                bboxes=[dict(facecolor='black', alpha=0.6, pad=0.5,
+                             edgecolor='none')])
 
     @master_only
     def add_datasample(self,

@@ -9,6 +9,7 @@ writes ``bottle_data/images/000000.jpg ...`` and a COCO-style
 ``bottle_data/annotations.json``; see docs/bottle_data.md for both formats.
 """
 import argparse
+import os
 import sys
 
 from keypose_ext.datasets.bottle_video_converter import \
@@ -56,6 +57,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if os.environ.get('KEYPOSE_TRACEBACK'):
+        user_errors = ()
+    else:
+        user_errors = (OSError, ValueError, RuntimeError)
     try:
         summary = convert_video_to_bottle_data(
             args.video,
@@ -69,10 +74,11 @@ def main(argv=None):
             jpeg_quality=args.jpeg_quality,
             overwrite=args.overwrite,
             progress=not args.no_progress)
-    except (OSError, ValueError) as e:
-        # User errors: one line naming the file, no traceback.
-        print(f'error: {e}', file=sys.stderr)
-        return 1
+    except user_errors as e:
+        # User errors: one line naming the file and the fix, no traceback.
+        print(f'error: {type(e).__name__}: {e}\n(set KEYPOSE_TRACEBACK=1 '
+              'for the full traceback)', file=sys.stderr)
+        return 2
     print(f'Wrote {summary["num_images"]} frames (of '
           f'{summary["video_frame_count"]}) and {summary["ann_file"]}')
     return 0

@@ -1,5 +1,7 @@
 # Seed 000's schedule: Adam at a constant 1e-4 for 1000 epochs (no lr decay).
 train_cfg = dict(by_epoch=True, max_epochs=1000, val_interval=50)
+val_cfg = dict()
+test_cfg = dict()
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-4))
 param_scheduler = []
 # lr was chosen for batch 16; `tools/train.py --auto-scale-lr` rescales it.

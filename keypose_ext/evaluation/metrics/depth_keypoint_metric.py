@@ -1,4 +1,4 @@
-"""2D, depth and Objectron-style errors of (x, y, depth) keypoint predictions."""
+"""2D, depth and Objectron-style errors of (x, y, depth) keypoints."""
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np

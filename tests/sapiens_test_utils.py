@@ -1,0 +1,87 @@
+"""Shared helpers of the Sapiens tests: a tiny traced ViT and a tiny stage-1 config."""
+import os.path as osp
+import warnings
+
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TINY_ARCH = dict(embed_dims=32, num_layers=3, num_heads=4, feedforward_channels=64)
+
+
+class TinyMAE(torch.nn.Module):
+    """What Meta traced: a module whose ``backbone`` is the mmpretrain ViT."""
+
+    def __init__(self, arch=TINY_ARCH, img_size=64, with_cls_token=False, seed=0):
+        super().__init__()
+        from mmpretrain.models.backbones import VisionTransformer
+        torch.manual_seed(seed)
+        self.backbone = VisionTransformer(
+            arch=dict(arch), img_size=img_size, patch_size=16, qkv_bias=True,
+            final_norm=True, with_cls_token=with_cls_token, out_type='featmap',
+            norm_cfg=dict(type='LN', eps=1e-6))
+        with torch.no_grad():
+            self.backbone.pos_embed.normal_(0, 0.5)
+            if with_cls_token:
+                self.backbone.cls_token.normal_(0, 0.5)
+        self.eval()
+
+    def forward(self, x):
+        return self.backbone(x)
+
+
+def make_tiny_trace(path, arch=TINY_ARCH, img_size=64, with_cls_token=False, seed=0):
+    """``torch.jit.trace`` a tiny Sapiens-structured encoder; returns (path, eager)."""
+    model = TinyMAE(arch, img_size, with_cls_token, seed)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        torch.jit.trace(model, torch.randn(1, 3, img_size, img_size)).save(str(path))
+    return str(path), model
+
+
+def write_tiny_stage1_config(tmp_path, checkpoint, data_root, switch_epoch=1,
+                             max_epochs=3, trainable_layers=1, extra=''):
+    """A config inheriting configs/sapiens/stage1_gtx1650.py as the variants do,
+    shrunk to a 3-block 32-dim ViT at 64x48 (H x W) on a synthetic COCO set."""
+    base = osp.join(ROOT, 'configs', 'sapiens', 'stage1_gtx1650.py')
+    text = f'''
+_base_ = [{base!r}]
+codec = dict(type='UDPHeatmap', input_size=(48, 64), heatmap_size=(12, 16), sigma=1.5)
+model = dict(
+    backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r}), img_size=(64, 48),
+                  checkpoint={str(checkpoint)!r}),
+    head=dict(in_channels=32, deconv_out_channels=(16, 16), decoder=codec))
+custom_hooks = [dict(type='SapiensPhaseSwitchHook', switch_epoch={switch_epoch},
+                     phase2=dict(trainable_layers={trainable_layers}, with_cp=True))]
+train_pipeline = [
+    dict(type='LoadImage'), dict(type='GetBBoxCenterScale'),
+    dict(type='RandomFlip', direction='horizontal'),
+    dict(type='TopdownAffine', input_size=codec['input_size'], use_udp=True),
+    dict(type='GenerateTarget', encoder=codec), dict(type='PackPoseInputs')]
+val_pipeline = [
+    dict(type='LoadImage'), dict(type='GetBBoxCenterScale'),
+    dict(type='TopdownAffine', input_size=codec['input_size'], use_udp=True),
+    dict(type='PackPoseInputs')]
+data_root = {str(data_root) + '/'!r}
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root=data_root, pipeline=val_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/person_keypoints_val2017.json')
+test_evaluator = val_evaluator
+optim_wrapper = dict(accumulative_counts=2)
+train_cfg = dict(max_epochs={max_epochs}, val_interval=1)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin={switch_epoch}, end={max_epochs},
+         T_max={max(1, max_epochs - switch_epoch)}, eta_min_ratio=1e-2,
+         convert_to_iter_based=True)]
+default_hooks = dict(checkpoint=dict(interval=1), logger=dict(interval=1))
+visualizer = dict(vis_backends=[dict(type='LocalVisBackend')])
+{extra}
+'''
+    path = osp.join(str(tmp_path), 'tiny_stage1.py')
+    with open(path, 'w') as f:
+        f.write(text)
+    return path

@@ -1,0 +1,233 @@
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+from cape_fixtures import AUG_PIPELINE, dataset_cfg, make_data
+from mmengine.config import Config
+from mmpose.registry import DATASETS
+
+import keypose_ext.datasets.mp100_episodic_dataset as mod
+from keypose_ext.datasets.mp100_episodic_dataset import apply_cape_debug_options
+
+
+@pytest.fixture(scope='module')
+def syn(tmp_path_factory):
+    root = tmp_path_factory.mktemp('mp100')
+    return root, make_data(root)
+
+
+def build(root, subset='train', **kw):
+    return DATASETS.build(dataset_cfg(root, subset, **kw))
+
+
+def test_episode_items_follow_the_split_file(syn):
+    root, summary = syn
+    ds = build(root, category_split_file='category_splits.json', num_shots=2,
+               num_queries_per_episode=3, episodes_per_epoch=4)
+    assert ds.category_ids == summary['splits'][1]['train']
+    assert len(ds) == 4 * 3
+    item = ds[0]
+    sample = item['data_samples']
+    k = summary['categories'][sample.category_id]['num_keypoints']
+    assert item['inputs'].shape == (3, 3, 64, 64)  # query + 2 supports
+    assert sample.num_keypoints == k
+    assert sample.gt_instances.keypoints.shape == (1, k, 2)
+    assert sample.support_transformed_keypoints.shape == (2, k, 2)
+    assert sample.support_keypoints_visible.shape == (2, k)
+    assert all(max(e) < k for e in sample.skeleton)  # 0-based after loading
+    assert sample.img_id not in sample.support_img_ids
+    assert ds.metainfo['categories'][sample.category_id]['name'] == \
+        summary['categories'][sample.category_id]['name']
+
+
+def test_categories_come_from_the_json_without_split_file(syn):
+    root, summary = syn
+    ds = build(root, 'test', num_queries_per_episode=2, episodes_per_category=3)
+    assert ds.category_ids == summary['splits'][1]['test']
+
+
+def test_training_episodes_are_a_pure_function_of_seed_epoch_index(syn):
+    root, _ = syn
+    kw = dict(num_shots=2, num_queries_per_episode=2, episodes_per_epoch=6, seed=7)
+    a, b = build(root, **kw), build(root, **kw)
+    n = len(a)
+    ep0 = [a.get_episode(i) for i in range(n)]
+    ep1 = [a.get_episode(n + i) for i in range(n)]  # epoch 1 carried in the index
+    assert ep0 == [b.get_episode(i) for i in range(n)]
+    assert ep1 == [pickle.loads(pickle.dumps(b)).get_episode(n + i) for i in range(n)]
+    assert [e['support_indices'] for e in ep0] != [e['support_indices'] for e in ep1]
+    # the two queries of one episode share its supports and category
+    assert ep0[0]['support_indices'] == ep0[1]['support_indices']
+    assert ep0[0]['query_index'] != ep0[1]['query_index']
+    # set_epoch: fallback for samplers that pass plain indices
+    b.set_epoch(1)
+    assert [b.get_episode(i) for i in range(n)] == ep1
+    other_seed = build(root, **{**kw, 'seed': 8})
+    assert [other_seed.get_episode(i) for i in range(n)] != ep0
+
+
+def test_validation_episodes_are_fixed_per_category(syn):
+    root, summary = syn
+    kw = dict(num_shots=1, num_queries_per_episode=3, episodes_per_category=4)
+    a, b = build(root, 'val', **kw), build(root, 'val', **kw)
+    cats = summary['splits'][1]['val']
+    assert len(a) == len(cats) * 4 * 3
+    eps = [a.get_episode(i) for i in range(len(a))]
+    assert eps == [b.get_episode(i) for i in range(len(b))]
+    a.set_epoch(5)  # no effect in test mode
+    assert eps == [a.get_episode(i) for i in range(len(a))]
+    for e in eps:
+        assert e['query_index'] not in e['support_indices']
+    with pytest.raises(IndexError):
+        a.get_episode(len(a))
+
+
+def test_too_few_instances_are_reported_by_name(syn, monkeypatch):
+    root, summary = syn
+    logged = []
+    monkeypatch.setattr(mod, 'print_log', lambda msg, **kw: logged.append(msg))
+    # 8 images per category: 1 shot + 8 queries needs 9 -> every category skipped
+    with pytest.raises(ValueError, match='no category has the 9 valid instances'):
+        build(root, num_queries_per_episode=8)
+    # drop instances of one category so only it falls short
+    data = json.load(open(root / 'annotations/mp100_split1_train.json'))
+    short = summary['splits'][1]['train'][0]
+    keep = [a for a in data['annotations'] if a['category_id'] == short][:2]
+    data['annotations'] = [a for a in data['annotations']
+                           if a['category_id'] != short] + keep
+    path = root / 'annotations/few_train.json'
+    path.write_text(json.dumps(data))
+    logged.clear()
+    ds = build(root, ann_file='annotations/few_train.json', num_queries_per_episode=2)
+    name = summary['categories'][short]['name']
+    assert ds.skipped_categories == {short: (name, 2)}
+    assert short not in ds.category_ids
+    assert any(name in m and 'skipped' in m for m in logged)
+
+
+def _write_variant(root, name, edit):
+    data = json.load(open(root / 'annotations/mp100_split1_train.json'))
+    edit(data)
+    path = root / 'annotations' / name
+    path.write_text(json.dumps(data))
+    return f'annotations/{name}'
+
+
+def test_bad_input_raises_one_clear_error(syn, tmp_path):
+    root, summary = syn
+
+    def bad_count(data):
+        data['annotations'][3]['keypoints'] = data['annotations'][3]['keypoints'][:-3]
+    ann = _write_variant(root, 'bad_count.json', bad_count)
+    bad_id = json.load(open(root / ann))['annotations'][3]['id']
+    with pytest.raises(ValueError, match=rf'bad_count.json: annotation {bad_id} .*'
+                       r'keypoints but its category'):
+        build(root, ann_file=ann)
+
+    split = tmp_path / 'split.json'
+    split.write_text(json.dumps(dict(train=[4, 77], val=[], test=[])))
+    with pytest.raises(ValueError, match=r'split.json: "train" names categories \[77\]'):
+        build(root, category_split_file=str(split))
+
+    def empty(data):
+        cid = data['categories'][0]['id']
+        data['annotations'] = [a for a in data['annotations'] if a['category_id'] != cid]
+    ann = _write_variant(root, 'empty_cat_train.json', empty)
+    cid = json.load(open(root / ann))['categories'][0]['id']
+    split.write_text(json.dumps(dict(train=summary['splits'][1]['train'])))
+    with pytest.raises(ValueError, match=rf'empty_cat_train.json: categories \[\({cid}, .*'
+                       'empty category'):
+        build(root, ann_file=ann, category_split_file=str(split))
+
+    def missing_img(data):
+        data['images'][0]['file_name'] = 'nowhere/ghost.jpg'
+    ann = _write_variant(root, 'missing_img.json', missing_img)
+    with pytest.raises(FileNotFoundError, match='missing_img.json: 1 image file.*'
+                       'ghost.jpg'):
+        build(root, ann_file=ann)
+
+    with pytest.raises(FileNotFoundError, match='annotation file'):
+        build(root, ann_file='annotations/nope.json')
+
+    def bad_skeleton(data):
+        data['categories'][0]['skeleton'] = [[1, 99]]
+    ann = _write_variant(root, 'bad_skeleton.json', bad_skeleton)
+    with pytest.raises(ValueError, match='bad_skeleton.json: category .* skeleton'):
+        build(root, ann_file=ann)
+
+
+def test_debug_single_image_uses_one_image_everywhere(syn):
+    root, summary = syn
+    cat = summary['splits'][1]['train'][1]
+    train = build(root, num_shots=2, episodes_per_epoch=5, debug_single_image=cat,
+                  debug_single_image_index=3, pipeline=AUG_PIPELINE)
+    # augmentation removed: the same crop for support and query
+    names = [type(t).__name__ for t in train.pipeline.transforms]
+    assert names == ['LoadImage', 'GetBBoxCenterScale', 'TopdownAffine']
+    assert len(train) == 5
+    eps = {(tuple(e['support_indices']), e['query_index'])
+           for e in (train.get_episode(i + 9 * len(train)) for i in range(len(train)))}
+    (sup, query), = eps
+    assert sup == (query, query)
+    item = train[2]
+    inputs = item['inputs']
+    assert (inputs[0] == inputs[1]).all() and (inputs[0] == inputs[2]).all()
+    s = item['data_samples']
+    assert s.support_img_paths == [s.img_path] * 2
+    assert s.img_path.endswith('_003.jpg')
+    val = build(root, 'train', test_mode=True, debug_single_image=cat,
+                debug_single_image_index=3)
+    assert len(val) == 1
+    assert val[0]['data_samples'].img_path == s.img_path
+
+    with pytest.raises(ValueError, match=r'No images found for category 99 .*Valid '
+                       r'category ids: \['):
+        build(root, debug_single_image=99)
+    with pytest.raises(ValueError, match=r'Image index out of range: .* 8 images'):
+        build(root, debug_single_image=cat, debug_single_image_index=8)
+    with pytest.raises(ValueError, match='exclude each other'):
+        build(root, debug_single_image=cat, debug_overfit_category=cat)
+
+
+def test_debug_overfit_category(syn):
+    root, summary = syn
+    cat = summary['splits'][1]['train'][2]
+    ds = build(root, episodes_per_epoch=6, debug_overfit_category=cat,
+               pipeline=AUG_PIPELINE)
+    assert {ds.get_episode(i)['category_id'] for i in range(len(ds))} == {cat}
+    assert ds.category_ids == [cat]
+    with pytest.raises(ValueError, match='No images found for category 123'):
+        build(root, debug_overfit_category=123)
+
+
+def test_apply_cape_debug_options_rewrites_a_config(syn):
+    root, summary = syn
+    cfg = Config.fromfile(os.path.join(
+        os.path.dirname(__file__), '..', 'configs', 'cape',
+        'capeseq_res18_synthetic-demo-128x128.py'))
+    for dl in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[dl].dataset.data_root = str(root)
+    cat = summary['splits'][1]['train'][0]
+    out = apply_cape_debug_options(cfg, single_image=cat, single_image_index=1)
+    assert out is cfg
+    tr = cfg.train_dataloader.dataset
+    assert tr.debug_single_image == cat and tr.debug_single_image_index == 1
+    assert not any(t['type'].startswith('Random') for t in tr.pipeline)
+    for dl in ('val_dataloader', 'test_dataloader'):
+        ds_cfg = cfg[dl].dataset
+        assert ds_cfg.test_mode and ds_cfg.ann_file == tr.ann_file
+        assert ds_cfg.debug_single_image == cat
+    val = DATASETS.build(cfg.val_dataloader.dataset)
+    train = DATASETS.build(cfg.train_dataloader.dataset)
+    assert val[0]['data_samples'].img_path == train[0]['data_samples'].img_path
+    assert np.array_equal(val[0]['inputs'].numpy(), train[0]['inputs'].numpy())
+
+    with pytest.raises(ValueError, match='--debug-single-image-index needs'):
+        apply_cape_debug_options(Config.fromfile(os.path.join(
+            os.path.dirname(__file__), '..', 'configs', 'cape',
+            'capeseq_res18_synthetic-demo-128x128.py')), single_image_index=2)
+    cfg2 = Config(dict(train_dataloader=dict(dataset=dict(type='CocoDataset'))))
+    with pytest.raises(ValueError, match='MP100EpisodicDataset'):
+        apply_cape_debug_options(cfg2, overfit_category=3)
