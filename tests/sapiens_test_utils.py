@@ -74,7 +74,8 @@ train_cfg = dict(max_epochs={max_epochs}, val_interval=1)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
          convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin={switch_epoch}, end={max_epochs},
+    dict(type='CosineAnnealingLR', by_epoch=True, begin={switch_epoch},
+         end={max(max_epochs, switch_epoch + 1)},
          T_max={max(1, max_epochs - switch_epoch)}, eta_min_ratio=1e-2,
          convert_to_iter_based=True)]
 default_hooks = dict(checkpoint=dict(interval=1), logger=dict(interval=1))

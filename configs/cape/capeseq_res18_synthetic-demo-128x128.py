@@ -39,9 +39,11 @@ test_dataloader = dict(
                  pipeline=val_pipeline, **_data))
 
 train_cfg = dict(max_epochs=30, val_interval=10)
+# a backbone trained from scratch: one lr for all parameters
 optim_wrapper = dict(
-    accumulative_counts=1, optimizer=dict(lr=5e-4),
-    paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=1.0)}))
+    _delete_=True, type='AmpOptimWrapper', loss_scale='dynamic',
+    accumulative_counts=1, optimizer=dict(type='AdamW', lr=5e-4, weight_decay=1e-4),
+    clip_grad=dict(max_norm=1.0, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
     dict(type='MultiStepLR', by_epoch=True, begin=0, end=30, milestones=[25],

@@ -143,17 +143,20 @@ class CapeVisualizer(PoseLocalVisualizer):
             gt_pts = [None if not v else (int(round(p[0])), int(round(p[1])))
                       for p, v in zip((gt_xy - off) * s, gt_vis)]
         pred = data_sample.get('pred_instances')
+        pred_xy = None
         if draw_pred and pred is not None and 'keypoints' in pred:
             pred_xy = _np(pred.keypoints)[0].astype(np.float64)
-            pred_pts = self._draw_pose(panel, (pred_xy - off) * s,
-                                       np.isfinite(pred_xy).all(-1), skeleton, colours)
+            pred_ok = np.isfinite(pred_xy).all(-1)
+            pred_px = (np.nan_to_num(pred_xy) - off) * s
+            pred_pts = [None if not ok else (int(round(p[0])), int(round(p[1])))
+                        for p, ok in zip(pred_px, pred_ok)]
             if gt_pts is not None and bbox is not None:
                 counted = gt_vis & (sup_vis > 0).all(0) if len(sup_vis) else gt_vis
                 d = np.linalg.norm(pred_xy - gt_xy, axis=-1)[counted]
                 if len(d):
                     norm = max(bbox[2] - bbox[0], bbox[3] - bbox[1])
                     title += f'  PCK@0.2 {np.mean(d < 0.2 * norm):.2f}'
-        if gt_pts is not None:
+        if gt_pts is not None:  # truth first, so the prediction stays on top
             for i, g in enumerate(gt_pts):
                 if g is None:
                     continue
@@ -161,6 +164,8 @@ class CapeVisualizer(PoseLocalVisualizer):
                     cv2.line(panel, g, pred_pts[i], self.gt_color, 1, cv2.LINE_AA)
                 cv2.circle(panel, g, self.radius + 2, self.gt_color, 1, cv2.LINE_AA)
             title += '  (rings: truth)'
+        if pred_xy is not None:
+            self._draw_pose(panel, pred_px, pred_ok, skeleton, colours)
         self._title(panel, title)
         panels.append(panel)
         sep = np.full((self.panel_height, 4, 3), 255, np.uint8)

@@ -32,7 +32,8 @@ class EpisodicPCKMetric(BaseMetric):
             ``PCK@0.2: ...``.
     """
 
-    default_prefix: Optional[str] = None
+    # '' (not None): keys stay unprefixed ('PCK@0.2') without mmengine's warning
+    default_prefix: Optional[str] = ''
 
     def __init__(self,
                  thresholds: Sequence[float] = (0.05, 0.10, 0.15, 0.20, 0.25),
