@@ -86,3 +86,90 @@ visualizer = dict(vis_backends=[dict(type='LocalVisBackend')])
     with open(path, 'w') as f:
         f.write(text)
     return path
+
+
+class RangeHTTPServer:
+    """A local HTTP server over a folder, with ``Range`` support (what resumable
+    downloads need; http.server has none), extra headers per path, a switch that
+    ignores ``Range``, and one-shot truncation to simulate a dropped connection.
+
+    ``with RangeHTTPServer(folder) as srv: srv.url`` -> ``http://127.0.0.1:PORT``.
+    ``srv.requests`` lists ``(method, path, range_header)``.
+    """
+
+    def __init__(self, root):
+        import http.server
+        import threading
+        self.root = str(root)
+        self.headers = {}  # path -> {header: value}
+        self.ignore_range = False
+        self.truncate_once = {}  # path -> bytes to send before closing
+        self.requests = []
+        srv = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _serve(self, body):
+                path = self.path.split('?')[0]
+                srv.requests.append((self.command, path, self.headers.get('Range')))
+                full = osp.join(srv.root, path.lstrip('/'))
+                if not osp.isfile(full):
+                    self.send_error(404)
+                    return
+                data = open(full, 'rb').read()
+                start = 0
+                rng = self.headers.get('Range')
+                if rng and not srv.ignore_range:
+                    start = int(rng.split('=')[1].split('-')[0])
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.send_header('Content-Range', f'bytes */{len(data)}')
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header('Content-Range',
+                                     f'bytes {start}-{len(data) - 1}/{len(data)}')
+                else:
+                    self.send_response(200)
+                self.send_header('Content-Length', str(len(data) - start))
+                for k, v in srv.headers.get(path, {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                if not body:
+                    return
+                cut = srv.truncate_once.pop(path, None)
+                chunk = data[start:] if cut is None else data[start:start + cut]
+                self.wfile.write(chunk)
+                if cut is not None:
+                    self.wfile.flush()
+                    self.close_connection = True
+
+            def do_GET(self):
+                self._serve(True)
+
+            def do_HEAD(self):
+                self._serve(False)
+
+        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.url = f'http://127.0.0.1:{self.httpd.server_address[1]}'
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def closed_port_url():
+    """A URL nothing listens on (an 'offline' endpoint)."""
+    import socket
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f'http://127.0.0.1:{port}'

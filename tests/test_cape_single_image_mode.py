@@ -29,7 +29,7 @@ class _Record(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         self.losses.setdefault(runner.epoch, []).append(
-            {k: float(v) for k, v in outputs.items()})
+            {k: float(v.detach()) for k, v in outputs.items()})
 
     def after_val_epoch(self, runner, metrics=None):
         self.val.append(dict(metrics))

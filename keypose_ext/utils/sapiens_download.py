@@ -4,6 +4,7 @@ Standard library + tqdm only (used by ``tools/download_coco.py`` and
 ``tools/download_pretrained.py``).
 """
 import hashlib
+import http.client
 import os
 import os.path as osp
 import shutil
@@ -88,7 +89,7 @@ def download(url: str,
             else:
                 raise DownloadError(f'cannot download {url}: HTTP {e.code} {e.reason}. '
                                     f'{offline_hint}'.strip()) from None
-        except (urllib.error.URLError, OSError) as e:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
             raise DownloadError(_offline_message(url, getattr(e, 'reason', e),
                                                  offline_hint)) from None
         if resp is not None:
@@ -109,7 +110,7 @@ def download(url: str,
                         for block in iter(lambda: resp.read(CHUNK), b''):
                             f.write(block)
                             bar.update(len(block))
-                except (urllib.error.URLError, OSError) as e:
+                except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
                     raise DownloadError(
                         f'download of {url} interrupted after '
                         f'{osp.getsize(part)} bytes ({e}); run the same command again '

@@ -1,0 +1,98 @@
+"""The CAPE configs load, build and run through tools/train.py and tools/test.py."""
+import glob
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+from cape_fixtures import make_data
+from mmengine.config import Config
+from mmpose.registry import MODELS
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+CAPE = os.path.join(ROOT, 'configs', 'cape')
+SPLIT_CONFIGS = sorted(glob.glob(os.path.join(CAPE, 'capeseq_res50_mp100-split*.py')))
+
+
+def test_splits_1_to_5_in_1_and_5_shot():
+    names = [os.path.basename(f) for f in SPLIT_CONFIGS]
+    assert len(names) == 10
+    for f in SPLIT_CONFIGS:
+        split, shots = map(int, re.search(r'split(\d)-(\d)shot', f).groups())
+        cfg = Config.fromfile(f)
+        for subset in ('train', 'val', 'test'):
+            ds = cfg[f'{subset}_dataloader'].dataset
+            assert ds.ann_file == f'annotations/mp100_split{split}_{subset}.json'
+            assert ds.num_shots == shots and ds.type == 'MP100EpisodicDataset'
+        assert cfg.val_dataloader.dataset.episodes_per_category == 100
+        assert cfg.test_dataloader.dataset.episodes_per_category == 200
+        assert cfg.test_dataloader.dataset.num_queries_per_episode == 15
+        assert cfg.train_dataloader.sampler.type == 'EpisodicSampler'
+        ow = cfg.optim_wrapper
+        assert ow.type == 'AmpOptimWrapper' and ow.optimizer.type == 'AdamW'
+        assert ow.accumulative_counts == 2 and ow.clip_grad.max_norm > 0
+        assert cfg.model.backbone.type == 'ResNet' and cfg.model.backbone.depth == 50
+        assert cfg.val_evaluator.type == 'EpisodicPCKMetric'
+        assert cfg.visualizer.type == 'CapeVisualizer'
+
+
+@pytest.mark.parametrize('name', [
+    'capeseq_res50_mp100-split1-1shot-256x256.py',
+    'capeseq_res18_mp100-split1-1shot-256x256.py',
+    'capeseq_res18_synthetic-demo-128x128.py',
+    'capeseq_res18_synthetic-single-image-64x64.py'])
+def test_model_builds_and_backbone_matches_head(name):
+    cfg = Config.fromfile(os.path.join(CAPE, name))
+    model = MODELS.build(cfg.model).eval()
+    with torch.no_grad():
+        q, s = model.extract_feat(torch.zeros(1, 2, 3, 64, 64))
+    assert q.shape[1] == cfg.model.head.in_channels == model.head.in_channels
+    assert s.shape[:2] == (1, 1)
+
+
+def test_tools_train_debug_single_image_then_test_show_dir(tmp_path):
+    data = tmp_path / 'data'
+    make_data(data, images_per_category=6)
+    work = tmp_path / 'work'
+    root_opts = [f'{dl}.dataset.data_root={data}' for dl in
+                 ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    config = os.path.join(CAPE, 'capeseq_res18_synthetic-demo-128x128.py')
+    train = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'tools', 'train.py'), config,
+         '--work-dir', str(work), '--debug-single-image', '5',
+         '--debug-single-image-index', '2', '--cfg-options', *root_opts,
+         'train_cfg.max_epochs=2', 'train_cfg.val_interval=1',
+         'train_dataloader.dataset.episodes_per_epoch=2',
+         'train_dataloader.batch_size=2'],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
+    out = train.stdout + train.stderr
+    for key in ('DEBUG SINGLE IMAGE MODE ENABLED', 'image 3 of 6 in category',
+                'SINGLE IMAGE VALIDATION MODE', 'loss_ce: ', 'loss_coords: ',
+                'PCK@0.2: '):
+        assert key in out, key
+    ckpt = work / 'epoch_2.pth'
+    assert ckpt.is_file()
+
+    test = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'tools', 'test.py'), config, str(ckpt),
+         '--work-dir', str(work), '--show-dir', 'vis', '--cfg-options', *root_opts,
+         'test_dataloader.dataset.episodes_per_category=1',
+         'test_dataloader.dataset.num_queries_per_episode=2'],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert test.returncode == 0, test.stdout[-3000:] + test.stderr[-3000:]
+    assert 'PCK@0.2: ' in test.stdout + test.stderr
+    pictures = glob.glob(str(work / '*' / 'vis' / '*.jpg'))
+    # split 1 of the synthetic set tests 2 categories: 1 episode x 2 queries each
+    assert len(pictures) == 4
+
+    bad = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'tools', 'train.py'), config,
+         '--work-dir', str(work), '--debug-single-image', '5',
+         '--debug-single-image-index', '99', '--cfg-options', *root_opts],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode != 0
+    assert 'Image index out of range' in bad.stderr and '6 images' in bad.stderr
