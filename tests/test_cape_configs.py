@@ -54,7 +54,7 @@ def test_model_builds_and_backbone_matches_head(name):
 
 def test_tools_train_debug_single_image_then_test_show_dir(tmp_path):
     data = tmp_path / 'data'
-    make_data(data, images_per_category=6)
+    summary = make_data(data, images_per_category=6)
     work = tmp_path / 'work'
     root_opts = [f'{dl}.dataset.data_root={data}' for dl in
                  ('train_dataloader', 'val_dataloader', 'test_dataloader')]
@@ -86,8 +86,8 @@ def test_tools_train_debug_single_image_then_test_show_dir(tmp_path):
     assert test.returncode == 0, test.stdout[-3000:] + test.stderr[-3000:]
     assert 'PCK@0.2: ' in test.stdout + test.stderr
     pictures = glob.glob(str(work / '*' / 'vis' / '*.jpg'))
-    # split 1 of the synthetic set tests 2 categories: 1 episode x 2 queries each
-    assert len(pictures) == 4
+    # one picture per (supports, query) pair: 1 episode x 2 queries per category
+    assert len(pictures) == 2 * len(summary['splits'][1]['test'])
 
     bad = subprocess.run(
         [sys.executable, os.path.join(ROOT, 'tools', 'train.py'), config,

@@ -87,7 +87,7 @@ def test_every_parameter_learns_and_the_pose_graph_matters(data):
     batch[1]['data_samples'].gt_instances.keypoints_visible[0, 1] = 0
     data_ = model.data_preprocessor(pseudo_collate(batch), True)
     losses = model(**data_, mode='loss')
-    assert set(losses) == {'loss_ce', 'loss_coords'}
+    assert set(losses) == {'loss_ce', 'loss_coords', 'loss_proposal'}
     sum(losses.values()).backward()
     for name, p in model.named_parameters():
         if p.requires_grad:
@@ -132,3 +132,19 @@ def test_tensor_mode_and_errors(data):
         model(data_['inputs'], None, mode='tensor')
     with pytest.raises(ValueError, match=r'\(B, 1 \+ num_shots, 3, H, W\)'):
         model.extract_feat(data_['inputs'][:, 0])
+
+
+def test_mixed_precision_loss_and_prediction(data):
+    """AmpOptimWrapper runs the model under autocast: outputs stay float32."""
+    batch, _ = data
+    model = _model(end_threshold=1.1)
+    data_ = model.data_preprocessor(pseudo_collate(copy.deepcopy(batch)), True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        losses = model(**data_, mode='loss')
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    model.eval()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = _predict(model, batch)
+    assert out[0].pred_instances.keypoints.dtype == np.float32
+    assert np.isfinite(out[0].pred_instances.keypoints).all()

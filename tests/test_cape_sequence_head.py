@@ -93,19 +93,39 @@ def test_skeleton_and_support_keypoints_change_the_output():
     assert not torch.allclose(head.predict(feats, ep3)['coords'][:, :3], base[:, :3])
 
 
-def test_loss_ignores_padding_and_reaches_every_parameter():
-    head = _head().train()
+@pytest.mark.parametrize('reference', ['similarity', 'support', 'center'])
+def test_loss_ignores_padding_and_reaches_every_parameter(reference):
+    head = _head(coord_reference=reference).train()
     feats, ep = _episode()
     losses = head.loss(feats, ep)
-    assert set(losses) == {'loss_ce', 'loss_coords'}
+    assert set(losses) == {'loss_ce', 'loss_coords'} | (
+        {'loss_proposal'} if reference == 'similarity' else set())
     padded = dict(ep, targets=ep['targets'].clone())
     padded['targets'][0, 3:] = 5.0  # padding of the 3-keypoint sample
     padded['targets'][1, 2] = -3.0  # its unlabelled keypoint
-    torch.testing.assert_close(head.loss(feats, padded)['loss_coords'],
-                               losses['loss_coords'])
+    for key, value in head.loss(feats, padded).items():
+        torch.testing.assert_close(value, losses[key])
     sum(losses.values()).backward()
     for name, p in head.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_similarity_proposal_finds_the_matching_cell():
+    head = _head().eval()
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(8, generator=g)
+    support = v.view(1, 1, 8, 1, 1).expand(2, 2, 8, 4, 4).clone()
+    query = 0.3 * torch.randn(2, 8, 4, 4, generator=g)
+    query[0, :, 1, 2] = v  # row 1, column 2
+    query[1, :, 3, 0] = v  # row 3, column 0
+    _, ep = _episode()
+    _, _, ref, proposal = head._encode((query, support), ep)
+    torch.testing.assert_close(proposal[0, 0], torch.tensor([2.5 / 4, 1.5 / 4]),
+                               atol=0.06, rtol=0)
+    torch.testing.assert_close(proposal[1, 1], torch.tensor([0.5 / 4, 3.5 / 4]),
+                               atol=0.06, rtol=0)
+    # a keypoint no support sees falls back to the crop centre
+    torch.testing.assert_close(ref[1, 4], torch.tensor([0.5, 0.5]))
 
 
 def test_bad_config():

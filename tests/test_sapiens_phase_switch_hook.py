@@ -152,3 +152,31 @@ def test_resumed_run_continues_after_the_switch(trained):
     assert state[w]['step'].item() == pytest.approx(head_steps_2)
     assert runner.model.backbone.layers[0].attn.qkv.weight.dtype == torch.float16
     assert osp.isfile(osp.join(runner.work_dir, 'epoch_3.pth'))
+
+
+def test_memory_warning_names_value_and_fix(monkeypatch):
+    """On a GPU too small for the settings, before_train warns with the fix."""
+    from keypose_ext.engine.hooks import sapiens_phase_switch_hook as mod
+    from keypose_ext.models.backbones.sapiens_torchscript_backbone import SAPIENS_ARCHS
+    msgs = []
+    monkeypatch.setattr(mod, 'print_log', lambda msg, **kw: msgs.append(msg))
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'current_device', lambda: 0)
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda d=0: 'GeForce GTX 1650')
+    monkeypatch.setattr(torch.cuda, 'get_device_properties',
+                        lambda d=0: SimpleNamespace(total_memory=4 * 1024**3))
+    # a Sapiens-1B description without allocating 1.1 B parameters
+    backbone = SimpleNamespace(set_trainable_layers=lambda *a, **k: None,
+                               arch_settings=SAPIENS_ARCHS['sapiens_1b'], patch_size=16,
+                               patch_resolution=(24, 18), frozen_dtype=torch.float16,
+                               with_cp=True)
+    runner = SimpleNamespace(model=SimpleNamespace(backbone=backbone),
+                             train_dataloader=SimpleNamespace(batch_size=2),
+                             optim_wrapper=SimpleNamespace(_accumulative_counts=16))
+    SapiensPhaseSwitchHook(phase2=dict(trainable_layers=2, with_cp=True))._check_memory(
+        runner)
+    assert not msgs  # the shipped 4 GB setting fits
+    SapiensPhaseSwitchHook(phase2=dict(trainable_layers=-1))._check_memory(runner)
+    assert len(msgs) == 1
+    assert 'phase 2 (batch_size=2, input 384x288, trainable_layers=-1' in msgs[0]
+    assert 'GTX 1650' in msgs[0] and 'custom_hooks.0.phase2.trainable_layers=' in msgs[0]

@@ -111,6 +111,9 @@ def test_partial_unfreeze_keeps_parameter_objects_and_checkpointing_matches(tiny
         grads[cp] = b.layers[2].ffn.layers[0][0].weight.grad.clone()
         assert b.layers[1].attn.qkv.weight.grad is None
     torch.testing.assert_close(grads[False], grads[True])
+    with torch.no_grad():  # validation in phase 2: mixed fp16/fp32 weights -> eager
+        out, = b.eval()(torch.randn(1, 3, 64, 64))
+    assert b.last_forward_path == 'eager' and out.dtype == torch.float32
     b.set_trainable_layers(-1)
     assert all(p.requires_grad and p.dtype == torch.float32 for p in b.parameters())
 
@@ -195,8 +198,10 @@ def test_file_of_another_arch(tmp_path, tiny_file):
     with pytest.raises(ValueError, match='num_layers expected 2, found 3'):
         fewer.init_weights()
     # same weight shapes, different head count: only running the block shows it
+    # (checked with the file's fp32 weights, so fp16 storage does not hide it)
     heads = SapiensTorchScriptBackbone(checkpoint=tiny_file[0], img_size=(32, 32),
-                                       arch=dict(TINY_ARCH, num_heads=2))
+                                       arch=dict(TINY_ARCH, num_heads=2),
+                                       trainable_layers=0, frozen_dtype='float16')
     with pytest.raises(ValueError, match='layers.0 .*differ.*num_heads'):
         heads.init_weights()
 

@@ -85,8 +85,8 @@ def check_data(settings) -> list:
         n = sum(1 for e in os.scandir(img_p) if e.name.endswith('.jpg')) \
             if osp.isdir(img_p) else 0
         ok = osp.isfile(ann_p) and n > 0
-        lines.append(f'{"ok " if ok else "MISSING"} {ann_p} ({"found" if osp.isfile(ann_p) else "absent"}), '
-                     f'{img_p}: {n} images')
+        found = 'found' if osp.isfile(ann_p) else 'absent'
+        lines.append(f'{"ok " if ok else "MISSING"} {ann_p} ({found}), {img_p}: {n} images')
     if any(line.startswith('MISSING') for line in lines):
         lines.append('fix: python tools/download_coco.py --data-root data/coco')
     return lines
@@ -114,7 +114,11 @@ def main(argv=None) -> int:
         print(f'error: config {args.config!r} not found', file=sys.stderr)
         return 2
     cfg = Config.fromfile(args.config)
-    s = config_settings(cfg)
+    try:
+        s = config_settings(cfg)
+    except ValueError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     gpu = gpu_info()
     if args.gpu_mem_gib:
         total = int(args.gpu_mem_gib * mem.GiB)

@@ -100,6 +100,9 @@ def _draw_instance(rng, img, template, skeleton, body_colour, invisible_ratio,
         c = np.round(pts[i]).astype(int)
         cv2.rectangle(img, tuple(c - radius - 1), tuple(c + radius + 1),
                       (128, 128, 128), -1)
+    for i in np.flatnonzero(vis == 2):  # an occluder never hides a visible point
+        cv2.circle(img, tuple(int(v) for v in np.round(pts[i])), radius,
+                   _keypoint_colour(i, k), -1, cv2.LINE_AA)
 
     x0, y0 = pts.min(0) - radius - 2
     x1, y1 = pts.max(0) + radius + 2

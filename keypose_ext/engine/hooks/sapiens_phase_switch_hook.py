@@ -119,9 +119,10 @@ class SapiensPhaseSwitchHook(Hook):
         if phase != self.phase:
             n_train = sum(p.numel() for p in root.parameters() if p.requires_grad)
             n_all = sum(p.numel() for p in root.parameters())
-            print_log(f'SapiensPhaseSwitchHook: phase {phase} '
-                      f'({"frozen " + ", ".join(self.frozen_modules) if phase == 1 else "fine-tuning"}'
-                      f'): {n_train / 1e6:.2f} M of {n_all / 1e6:.2f} M parameters train',
+            what = ('frozen ' + ', '.join(self.frozen_modules) if phase == 1
+                    else 'fine-tuning')
+            print_log(f'SapiensPhaseSwitchHook: phase {phase} ({what}): '
+                      f'{n_train / 1e6:.2f} M of {n_all / 1e6:.2f} M parameters train',
                       logger='current', level=logging.INFO)
         self.phase = phase
 

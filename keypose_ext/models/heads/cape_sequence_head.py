@@ -46,12 +46,17 @@ class CapeSequenceHead(BaseHead):
     A causally masked transformer decoder attends over these tokens and over the
     query image's feature map. The graph convolution mixes support features only
     (never the previous-coordinate part), so a step cannot see later coordinates.
-    With ``coord_reference='support'`` coordinates are a residual on the mean
-    support location (inverse-sigmoid space): the support pose is the prior, the
-    query image the correction. With ``'center'`` they are regressed from the
-    crop centre, so every coordinate has to come from the decoder (the support
-    location still enters through the token); the single-image debug config
-    uses it, since there the support prior alone would already be the answer.
+    Coordinates are a residual (in inverse-sigmoid space) on a reference point
+    per keypoint, chosen by ``coord_reference``:
+
+    - ``'similarity'``: the soft-argmax over the query feature map of the cosine
+      similarity with the keypoint's support feature (a matching proposal, as in
+      CapeFormer); it gets its own L1 loss, ``loss_proposal``. Category-agnostic
+      by construction, the default of the configs.
+    - ``'support'``: the mean support location (the support pose as prior).
+    - ``'center'``: the crop centre, so every coordinate must come from the
+      decoder. The single-image debug config uses it: there support and query
+      are one image, and the support prior alone would be the answer.
 
     Args:
         in_channels (int): Channels of the backbone feature map.
@@ -62,7 +67,9 @@ class CapeSequenceHead(BaseHead):
         dropout (float): Dropout in the decoder and the graph layer.
         loss_ce_weight (float): Weight of the token-class cross-entropy.
         loss_coords_weight (float): Weight of the L1 coordinate loss.
-        coord_reference (str): ``'support'`` or ``'center'``, see above.
+        loss_proposal_weight (float): Weight of the L1 loss of the similarity
+            proposals (``coord_reference='similarity'`` only).
+        coord_reference (str): ``'similarity'``, ``'support'`` or ``'center'``.
         end_threshold (float): Inference stops a sequence early when the end
             token's probability exceeds this; remaining keypoints stay missing
             (NaN, score 0), never zeros that could score.
@@ -78,13 +85,14 @@ class CapeSequenceHead(BaseHead):
                  dropout: float = 0.1,
                  loss_ce_weight: float = 1.0,
                  loss_coords_weight: float = 1.0,
-                 coord_reference: str = 'support',
+                 loss_proposal_weight: float = 1.0,
+                 coord_reference: str = 'similarity',
                  end_threshold: float = 0.5,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
-        if coord_reference not in ('support', 'center'):
-            raise ValueError("CapeSequenceHead: coord_reference must be 'support' or "
-                             f"'center', got {coord_reference!r}")
+        if coord_reference not in ('similarity', 'support', 'center'):
+            raise ValueError("CapeSequenceHead: coord_reference must be 'similarity', "
+                             f"'support' or 'center', got {coord_reference!r}")
         self.coord_reference = coord_reference
         if embed_dims % 4 or embed_dims % num_heads:
             raise ValueError(f'CapeSequenceHead: embed_dims ({embed_dims}) must be a '
@@ -94,9 +102,14 @@ class CapeSequenceHead(BaseHead):
         self.embed_dims = d
         self.loss_ce_weight = loss_ce_weight
         self.loss_coords_weight = loss_coords_weight
+        self.loss_proposal_weight = loss_proposal_weight
         self.end_threshold = end_threshold
 
         self.input_proj = nn.Conv2d(in_channels, d, kernel_size=1)
+        if coord_reference == 'similarity':
+            # log of the inverse softmax temperature of the cosine similarity;
+            # both sides share input_proj, so equal features match from the start
+            self.match_logit_scale = nn.Parameter(torch.tensor(math.log(20.0)))
         self.support_pos_proj = nn.Linear(d, d)
         self.missing_embed = nn.Parameter(torch.zeros(d))
         self.graph_proj = nn.Linear(d, d)
@@ -112,7 +125,7 @@ class CapeSequenceHead(BaseHead):
         self.cls_head = nn.Linear(d, 2)
         self.coord_head = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True),
                                         nn.Linear(d, 2))
-        # Start close to "the query pose equals the mean support pose" (small, not
+        # Start close to "the query keypoint is at the reference" (small, not
         # zero, weights: zeros would cut the gradient of the layer before) and
         # with a prior of one end token per sequence rather than 50 %.
         nn.init.normal_(self.coord_head[-1].weight, std=1e-3)
@@ -121,58 +134,78 @@ class CapeSequenceHead(BaseHead):
             self.cls_head.bias.copy_(torch.tensor([0.0, -2.0]))
 
     # --------------------------------------------------------------- encoding
-    def _memory(self, query_feat: Tensor) -> Tensor:
-        """Query feature map (B, C, h, w) -> tokens with positions (B, h*w, d)."""
-        x = self.input_proj(query_feat)
-        b, d, h, w = x.shape
-        ys = (torch.arange(h, device=x.device, dtype=x.dtype) + 0.5) / h
-        xs = (torch.arange(w, device=x.device, dtype=x.dtype) + 0.5) / w
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing='xy'), dim=-1)  # (h, w, 2)
-        pos = coord_sine_embed(grid.reshape(-1, 2), d)
-        return x.flatten(2).transpose(1, 2) + pos[None]
+    @staticmethod
+    def _grid(h: int, w: int, like: Tensor) -> Tensor:
+        """Normalised centres of an (h, w) feature map's cells, (h * w, 2)."""
+        ys = (torch.arange(h, device=like.device, dtype=torch.float32) + 0.5) / h
+        xs = (torch.arange(w, device=like.device, dtype=torch.float32) + 0.5) / w
+        return torch.stack(torch.meshgrid(xs, ys, indexing='xy'), -1).reshape(-1, 2)
 
-    def _keypoint_queries(self, support_feat: Tensor, episode: Dict[str, Tensor]
-                          ) -> Tuple[Tensor, Tensor]:
-        """Graph-conditioned support keypoint tokens (B, Kmax, d) and their mean
-        support locations (B, Kmax, 2)."""
-        b, n, c, h, w = support_feat.shape
+    def _encode(self, feats: Tuple[Tensor, Tensor], episode: Dict[str, Tensor]):
+        """Everything the decoding steps share.
+
+        Returns:
+            tuple: ``memory`` (B, h*w, d) query tokens with positions;
+            ``kq`` (B, Kmax, d) graph-conditioned support keypoint tokens;
+            ``ref`` (B, Kmax, 2) reference points; ``proposal`` (B, Kmax, 2) the
+            similarity proposals or None.
+        """
+        query_feat, support_feat = feats
+        qmap = self.input_proj(query_feat)  # (B, d, h, w)
+        b, d, h, w = qmap.shape
+        grid = self._grid(h, w, qmap)
+        qtok = qmap.flatten(2).transpose(1, 2)  # (B, h*w, d)
+        memory = qtok + coord_sine_embed(grid, d).to(qtok.dtype)[None]
+
+        # support keypoint features, averaged over the shots that see the point
+        n = support_feat.shape[1]
         xy = episode['support_keypoints']  # (B, N, Kmax, 2) in [0, 1]
         vis = episode['support_visible'].to(xy.dtype)  # (B, N, Kmax)
         kmax = xy.shape[2]
-        fmap = self.input_proj(support_feat.flatten(0, 1))  # (B*N, d, h, w)
-        grid = (xy.flatten(0, 1) * 2 - 1).unsqueeze(2)  # (B*N, Kmax, 1, 2)
-        sampled = F.grid_sample(fmap, grid, mode='bilinear', align_corners=False)
+        smap = self.input_proj(support_feat.flatten(0, 1))  # (B*N, d, h', w')
+        sgrid = (xy.flatten(0, 1) * 2 - 1).unsqueeze(2).to(smap.dtype)
+        sampled = F.grid_sample(smap, sgrid, mode='bilinear', align_corners=False)
         sampled = sampled.squeeze(-1).transpose(1, 2).reshape(b, n, kmax, -1)
         count = vis.sum(1)  # (B, Kmax)
         has = (count > 0)[..., None]
         feat = (sampled * vis[..., None]).sum(1) / count.clamp(min=1)[..., None]
-        feat = torch.where(has, feat, self.missing_embed.expand_as(feat))
-        ref = (xy * vis[..., None]).sum(1) / count.clamp(min=1)[..., None]
-        ref = torch.where(has, ref, torch.full_like(ref, 0.5))
-        x = feat + self.support_pos_proj(coord_sine_embed(ref, self.embed_dims))
+        feat = torch.where(has, feat, self.missing_embed.to(feat.dtype).expand_as(feat))
+        sup_ref = (xy * vis[..., None]).sum(1) / count.clamp(min=1)[..., None]
+        sup_ref = torch.where(has, sup_ref, torch.full_like(sup_ref, 0.5))
+        x = feat + self.support_pos_proj(coord_sine_embed(sup_ref, d))
 
         # one graph convolution over the skeleton: D^-1/2 (A + I) D^-1/2
         adj = episode['adjacency'].to(x.dtype)  # (B, Kmax, Kmax), self loops on
         deg = adj.sum(-1).clamp(min=1)
         norm_adj = adj / deg.sqrt()[..., :, None] / deg.sqrt()[..., None, :]
-        x = self.graph_norm(x + self.graph_dropout(
+        kq = self.graph_norm(x + self.graph_dropout(
             F.relu(norm_adj @ self.graph_proj(x))))
-        return x, ref
+
+        proposal = None
+        if self.coord_reference == 'similarity':
+            key = F.normalize(feat.float(), dim=-1)
+            sim = key @ F.normalize(qtok.float(), dim=-1).transpose(1, 2)
+            prob = (sim * self.match_logit_scale.exp()).softmax(-1)  # (B, Kmax, hw)
+            proposal = prob @ grid  # soft-argmax, (B, Kmax, 2)
+            ref = torch.where(has, proposal, torch.full_like(proposal, 0.5))
+        elif self.coord_reference == 'support':
+            ref = sup_ref
+        else:
+            ref = torch.full_like(sup_ref, 0.5)
+        return memory, kq, ref.float(), proposal
 
     def _sequence_layout(self, kpt_queries: Tensor, ref: Tensor,
                          num_keypoints: Tensor):
-        """Base tokens (B, T, d), references (B, T, 2), padding mask (B, T) and
-        step indices, with T = Kmax + 1 (the end step of each sample at its K)."""
+        """Base tokens (B, T, d), references (B, T, 2) and padding mask (B, T),
+        with T = Kmax + 1 (the end step of each sample at its K)."""
         b, kmax, d = kpt_queries.shape
         t = torch.arange(kmax + 1, device=kpt_queries.device)
         k = num_keypoints[:, None]
         pad_q = F.pad(kpt_queries, (0, 0, 0, 1))
-        base = torch.where((t < k)[..., None], pad_q,
-                           self.end_query.expand_as(pad_q) * (t == k)[..., None])
-        if self.coord_reference == 'center':
-            ref = torch.full_like(ref, 0.5)
+        end = self.end_query.to(pad_q.dtype).expand_as(pad_q)
+        base = torch.where((t < k)[..., None], pad_q, end * (t == k)[..., None])
         ref_t = F.pad(ref, (0, 0, 0, 1), value=0.5)
-        return base, ref_t, t > k, t
+        return base, ref_t, t > k
 
     def _prev_embed(self, prev_xy: Tensor, prev_known: Tensor) -> Tensor:
         """Embedding of the previous step's coordinates, (B, T, d).
@@ -202,7 +235,8 @@ class CapeSequenceHead(BaseHead):
     # ---------------------------------------------------------------- forward
     def forward(self, feats: Tuple[Tensor, Tensor], episode: Dict[str, Tensor],
                 prev_coords: Optional[Tensor] = None,
-                prev_known: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+                prev_known: Optional[Tensor] = None,
+                return_proposal: bool = False) -> Tuple[Tensor, ...]:
         """Teacher-forced pass over the whole sequence.
 
         Args:
@@ -215,15 +249,15 @@ class CapeSequenceHead(BaseHead):
                 (ground truth in training). Step t receives ``prev_coords[:, t-1]``.
             prev_known: (B, Kmax) bool, False where a previous coordinate is
                 unknown (unlabelled keypoint).
+            return_proposal: Also return the similarity proposals (B, Kmax, 2)
+                (None unless ``coord_reference='similarity'``).
 
         Returns:
             tuple: class logits (B, Kmax + 1, 2) and coordinates (B, Kmax + 1, 2)
             in [0, 1]; step K of each sample is its end step.
         """
-        query_feat, support_feat = feats
-        memory = self._memory(query_feat)
-        kq, ref = self._keypoint_queries(support_feat, episode)
-        base, ref_t, pad, _ = self._sequence_layout(kq, ref, episode['num_keypoints'])
+        memory, kq, ref, proposal = self._encode(feats, episode)
+        base, ref_t, pad = self._sequence_layout(kq, ref, episode['num_keypoints'])
         b, kmax = kq.shape[:2]
         if prev_coords is None:
             prev_coords = kq.new_zeros(b, kmax, 2)
@@ -231,7 +265,10 @@ class CapeSequenceHead(BaseHead):
         prev_xy = F.pad(prev_coords, (0, 0, 1, 0))
         known = F.pad(prev_known.bool(), (1, 0))
         hidden = self._decode(base + self._prev_embed(prev_xy, known), memory, pad)
-        return self._outputs(hidden, ref_t)
+        logits, coords = self._outputs(hidden, ref_t)
+        if return_proposal:
+            return logits, coords, proposal
+        return logits, coords
 
     def loss(self, feats: Tuple[Tensor, Tensor], episode: Dict[str, Tensor],
              train_cfg: dict = {}) -> Dict[str, Tensor]:
@@ -243,10 +280,12 @@ class CapeSequenceHead(BaseHead):
 
         Returns:
             dict: ``loss_ce`` (token class over every real step, end step
-            included) and ``loss_coords`` (L1 over labelled keypoints).
+            included), ``loss_coords`` (L1 over labelled keypoints) and, with
+            the similarity reference, ``loss_proposal`` (L1 of the proposals).
         """
         targets, weights = episode['targets'], episode['target_weights']
-        logits, coords = self.forward(feats, episode, targets, weights > 0)
+        logits, coords, proposal = self.forward(feats, episode, targets, weights > 0,
+                                                return_proposal=True)
         k = episode['num_keypoints'][:, None]
         t = torch.arange(logits.shape[1], device=logits.device)
         valid = t <= k
@@ -256,8 +295,14 @@ class CapeSequenceHead(BaseHead):
         tgt = F.pad(targets, (0, 0, 0, 1))
         l1 = (coords - tgt).abs().sum(-1)
         loss_coords = (l1 * w).sum() / w.sum().clamp(min=1)
-        return dict(loss_ce=loss_ce * self.loss_ce_weight,
-                    loss_coords=loss_coords * self.loss_coords_weight)
+        losses = dict(loss_ce=loss_ce * self.loss_ce_weight,
+                      loss_coords=loss_coords * self.loss_coords_weight)
+        if proposal is not None:
+            w_k = weights.to(proposal.dtype)
+            l1p = (proposal - targets).abs().sum(-1)
+            losses['loss_proposal'] = (l1p * w_k).sum() / w_k.sum().clamp(
+                min=1) * self.loss_proposal_weight
+        return losses
 
     @torch.no_grad()
     def predict(self, feats: Tuple[Tensor, Tensor], episode: Dict[str, Tensor],
@@ -274,17 +319,17 @@ class CapeSequenceHead(BaseHead):
             ``scores`` (B, Kmax) keypoint-token probabilities (0 where not
             decoded), ``end_probs`` (B, Kmax) and ``num_decoded`` (B,).
         """
-        query_feat, support_feat = feats
-        memory = self._memory(query_feat)
-        kq, ref = self._keypoint_queries(support_feat, episode)
+        memory, kq, ref, _ = self._encode(feats, episode)
         num_kpts = episode['num_keypoints']
-        base, ref_t, pad, _ = self._sequence_layout(kq, ref, num_kpts)
+        base, ref_t, pad = self._sequence_layout(kq, ref, num_kpts)
         b, kmax = kq.shape[:2]
         end_threshold = test_cfg.get('end_threshold', self.end_threshold)
-        coords = kq.new_full((b, kmax, 2), float('nan'))
-        scores = kq.new_zeros(b, kmax)
-        end_probs = kq.new_zeros(b, kmax)
-        prev_xy = kq.new_zeros(b, kmax + 1, 2)
+        # float32 outputs whatever autocast computes the layers in
+        f32 = dict(dtype=torch.float32, device=kq.device)
+        coords = torch.full((b, kmax, 2), float('nan'), **f32)
+        scores = torch.zeros(b, kmax, **f32)
+        end_probs = torch.zeros(b, kmax, **f32)
+        prev_xy = torch.zeros(b, kmax + 1, 2, **f32)
         known = torch.zeros(b, kmax + 1, dtype=torch.bool, device=kq.device)
         done = torch.zeros(b, dtype=torch.bool, device=kq.device)
         for t in range(kmax):
@@ -295,7 +340,8 @@ class CapeSequenceHead(BaseHead):
                                                         known[:, :t + 1])
             hidden = self._decode(tokens, memory, pad[:, :t + 1])[:, t]
             logits, xy = self._outputs(hidden, ref_t[:, t])
-            p_end = logits.softmax(-1)[:, END]
+            xy = xy.float()
+            p_end = logits.float().softmax(-1)[:, END]
             stop = active & (p_end > end_threshold)
             emit = active & ~stop
             coords[emit, t] = xy[emit]
