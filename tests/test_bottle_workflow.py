@@ -46,7 +46,7 @@ def trained(tmp_path_factory):
 
     class Recorder(Hook):  # every iteration's loss
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-            losses.append(float(outputs['loss']))
+            losses.append(outputs['loss'].item())
 
     runner.register_hook(Recorder(), priority='LOWEST')
     runner.train()

@@ -16,8 +16,10 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')),
     head=dict(
         type='CapeSequenceHead', in_channels=2048, embed_dims=256, num_layers=3,
-        num_heads=8, ffn_dims=1024, dropout=0.1, loss_ce_weight=1.0,
-        loss_coords_weight=5.0),
+        num_heads=8, ffn_dims=1024, dropout=0.1,
+        # coordinates refine a support-to-query feature-matching proposal
+        coord_reference='similarity',
+        loss_ce_weight=1.0, loss_coords_weight=5.0, loss_proposal_weight=1.0),
     test_cfg=dict(end_threshold=0.5))
 
 default_hooks = dict(

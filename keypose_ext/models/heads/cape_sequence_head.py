@@ -148,7 +148,8 @@ class CapeSequenceHead(BaseHead):
             tuple: ``memory`` (B, h*w, d) query tokens with positions;
             ``kq`` (B, Kmax, d) graph-conditioned support keypoint tokens;
             ``ref`` (B, Kmax, 2) reference points; ``proposal`` (B, Kmax, 2) the
-            similarity proposals or None.
+            similarity proposals or None; ``seen`` (B, Kmax) bool, keypoints
+            visible in at least one support.
         """
         query_feat, support_feat = feats
         qmap = self.input_proj(query_feat)  # (B, d, h, w)
@@ -183,7 +184,9 @@ class CapeSequenceHead(BaseHead):
 
         proposal = None
         if self.coord_reference == 'similarity':
-            key = F.normalize(feat.float(), dim=-1)
+            # only keypoints some support sees have a feature to match
+            key = F.normalize(torch.where(has, feat, torch.ones_like(feat)).float(),
+                              dim=-1)
             sim = key @ F.normalize(qtok.float(), dim=-1).transpose(1, 2)
             prob = (sim * self.match_logit_scale.exp()).softmax(-1)  # (B, Kmax, hw)
             proposal = prob @ grid  # soft-argmax, (B, Kmax, 2)
@@ -192,7 +195,7 @@ class CapeSequenceHead(BaseHead):
             ref = sup_ref
         else:
             ref = torch.full_like(sup_ref, 0.5)
-        return memory, kq, ref.float(), proposal
+        return memory, kq, ref.float(), proposal, has[..., 0]
 
     def _sequence_layout(self, kpt_queries: Tensor, ref: Tensor,
                          num_keypoints: Tensor):
@@ -250,13 +253,14 @@ class CapeSequenceHead(BaseHead):
             prev_known: (B, Kmax) bool, False where a previous coordinate is
                 unknown (unlabelled keypoint).
             return_proposal: Also return the similarity proposals (B, Kmax, 2)
-                (None unless ``coord_reference='similarity'``).
+                (None unless ``coord_reference='similarity'``) and the (B, Kmax)
+                mask of keypoints seen by a support.
 
         Returns:
             tuple: class logits (B, Kmax + 1, 2) and coordinates (B, Kmax + 1, 2)
             in [0, 1]; step K of each sample is its end step.
         """
-        memory, kq, ref, proposal = self._encode(feats, episode)
+        memory, kq, ref, proposal, seen = self._encode(feats, episode)
         base, ref_t, pad = self._sequence_layout(kq, ref, episode['num_keypoints'])
         b, kmax = kq.shape[:2]
         if prev_coords is None:
@@ -267,7 +271,7 @@ class CapeSequenceHead(BaseHead):
         hidden = self._decode(base + self._prev_embed(prev_xy, known), memory, pad)
         logits, coords = self._outputs(hidden, ref_t)
         if return_proposal:
-            return logits, coords, proposal
+            return logits, coords, proposal, seen
         return logits, coords
 
     def loss(self, feats: Tuple[Tensor, Tensor], episode: Dict[str, Tensor],
@@ -284,8 +288,8 @@ class CapeSequenceHead(BaseHead):
             the similarity reference, ``loss_proposal`` (L1 of the proposals).
         """
         targets, weights = episode['targets'], episode['target_weights']
-        logits, coords, proposal = self.forward(feats, episode, targets, weights > 0,
-                                                return_proposal=True)
+        logits, coords, proposal, seen = self.forward(
+            feats, episode, targets, weights > 0, return_proposal=True)
         k = episode['num_keypoints'][:, None]
         t = torch.arange(logits.shape[1], device=logits.device)
         valid = t <= k
@@ -298,7 +302,7 @@ class CapeSequenceHead(BaseHead):
         losses = dict(loss_ce=loss_ce * self.loss_ce_weight,
                       loss_coords=loss_coords * self.loss_coords_weight)
         if proposal is not None:
-            w_k = weights.to(proposal.dtype)
+            w_k = weights.to(proposal.dtype) * seen.to(proposal.dtype)
             l1p = (proposal - targets).abs().sum(-1)
             losses['loss_proposal'] = (l1p * w_k).sum() / w_k.sum().clamp(
                 min=1) * self.loss_proposal_weight
@@ -319,7 +323,7 @@ class CapeSequenceHead(BaseHead):
             ``scores`` (B, Kmax) keypoint-token probabilities (0 where not
             decoded), ``end_probs`` (B, Kmax) and ``num_decoded`` (B,).
         """
-        memory, kq, ref, _ = self._encode(feats, episode)
+        memory, kq, ref, _, _ = self._encode(feats, episode)
         num_kpts = episode['num_keypoints']
         base, ref_t, pad = self._sequence_layout(kq, ref, num_kpts)
         b, kmax = kq.shape[:2]
