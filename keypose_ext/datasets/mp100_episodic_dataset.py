@@ -169,6 +169,10 @@ class MP100EpisodicDataset(BaseDataset):
             self.full_init()
 
     # ------------------------------------------------------------------ loading
+    def _augmentation_note(self) -> str:
+        removed = ', '.join(getattr(self, '_removed_transforms', []))
+        return 'Augmentation OFF' + (f' (removed: {removed})' if removed else '')
+
     @property
     def debug_mode(self) -> bool:
         return (self.debug_single_image is not None
@@ -314,8 +318,9 @@ class MP100EpisodicDataset(BaseDataset):
             raise ValueError(f'{sf}: not valid JSON ({e})') from None
         key = self._infer_split_key()
         if not isinstance(split, dict) or not isinstance(split.get(key), list):
+            found = list(split) if isinstance(split, dict) else type(split).__name__
             raise ValueError(f'{sf}: needs a list of category ids under "{key}" '
-                             f'(found keys {list(split) if isinstance(split, dict) else type(split).__name__})')
+                             f'(found {found})')
         ids = split[key]
         unknown = [c for c in ids if c not in cats]
         if unknown:
@@ -416,7 +421,7 @@ class MP100EpisodicDataset(BaseDataset):
                 f'{len(self.cat_to_instances[cid])} instances from {self.ann_file}',
                 f'Episodes: {n_eps} x {self.num_queries} '
                 f'queries, {self.num_shots} shot(s)',
-                f'Augmentation OFF (removed: {", ".join(self._removed_transforms) or "none"})',
+                self._augmentation_note(),
                 'Purpose: check the model can fit every image of one category'])
 
     def _init_single_image(self) -> None:
@@ -453,7 +458,7 @@ class MP100EpisodicDataset(BaseDataset):
                 f'Selected image index: {inst["img_id"]} (image {index + 1} of '
                 f'{len(by_image)} in category), {inst["img_path"]}',
                 f'Episodes per epoch: {self.episodes_per_epoch}',
-                f'Augmentation OFF (removed: {", ".join(self._removed_transforms) or "none"})',
+                self._augmentation_note(),
                 'Expected: Training loss -> 0 within ~10 epochs',
                 'Purpose: Extreme overfitting test on single image'])
 

@@ -1,4 +1,4 @@
-# CAPE on MP-100: ResNet-50 (ImageNet weights) + CapeSequenceHead, 256x256 crops.
+# CAPE on MP-100: ResNet-50 + CapeSequenceHead, 256x256 crops.
 # Split/shot configs in configs/cape/ inherit this file; other backbones replace
 # model.backbone and head.in_channels (see capeseq_res18_mp100-split1-1shot-256x256.py).
 _base_ = [
@@ -13,7 +13,9 @@ model = dict(
         std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
     backbone=dict(
         type='ResNet', depth=50, out_indices=(3, ),
-        init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')),
+        # Nothing is downloaded at run time. For ImageNet weights, set in a config that
+        # inherits this one: init_cfg=dict(type='Pretrained', checkpoint='resnet50.pth')
+        init_cfg=None),
     head=dict(
         type='CapeSequenceHead', in_channels=2048, embed_dims=256, num_layers=3,
         num_heads=8, ffn_dims=1024, dropout=0.1,

@@ -56,7 +56,8 @@ class CapeSequenceHead(BaseHead):
     - ``'support'``: the mean support location (the support pose as prior).
     - ``'center'``: the crop centre, so every coordinate must come from the
       decoder. The single-image debug config uses it: there support and query
-      are one image, and the support prior alone would be the answer.
+      are one image, so the support location or the matching proposal alone
+      would already be the answer.
 
     Args:
         in_channels (int): Channels of the backbone feature map.
