@@ -12,7 +12,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
 from mmengine.config import DictAction  # noqa: E402
 
-from keypose_ext.utils.cli import load_config, run_main  # noqa: E402
+from keypose_ext.utils.cli import enable_visualization, load_config, run_main  # noqa: E402
 
 
 def parse_args():
@@ -45,13 +45,7 @@ def merge_args(cfg, args):
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-    if args.show or args.show_dir:
-        vis = cfg.default_hooks.visualization
-        vis.enable = True
-        vis.show = args.show
-        vis.wait_time = args.wait_time
-        vis.out_dir = args.show_dir
-        vis.interval = args.interval
+    enable_visualization(cfg, args)
     if args.out:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise ValueError(f'--out {args.out!r} must end with .pkl or .pickle')

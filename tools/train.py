@@ -12,7 +12,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
 from mmengine.config import DictAction  # noqa: E402
 
-from keypose_ext.utils.cli import load_config, run_main  # noqa: E402
+from keypose_ext.utils.cli import enable_visualization, load_config, run_main  # noqa: E402
 
 
 def parse_args():
@@ -78,13 +78,7 @@ def merge_args(cfg, args):
     if args.auto_scale_lr:
         cfg.setdefault('auto_scale_lr', dict(base_batch_size=16))
         cfg.auto_scale_lr.enable = True
-    if args.show or args.show_dir:
-        vis = cfg.default_hooks.visualization
-        vis.enable = True
-        vis.show = args.show
-        vis.wait_time = args.wait_time
-        vis.out_dir = args.show_dir
-        vis.interval = args.interval
+    enable_visualization(cfg, args)
     if (args.debug_single_image is not None or args.debug_overfit_category is not None
             or args.debug_single_image_index is not None):
         from keypose_ext.datasets.mp100_episodic_dataset import apply_cape_debug_options

@@ -23,6 +23,18 @@ def load_config(path: str, cfg_options=None):
     return cfg
 
 
+def enable_visualization(cfg, args) -> None:
+    """``--show``/``--show-dir``: turn on the config's ``PoseVisualizationHook``."""
+    if not (args.show or args.show_dir):
+        return
+    vis = cfg.default_hooks.get('visualization')
+    if vis is None:
+        raise KeyError('--show/--show-dir need default_hooks.visualization in the config '
+                       "(e.g. dict(type='PoseVisualizationHook', enable=False))")
+    vis.update(enable=True, show=args.show, wait_time=args.wait_time,
+               out_dir=args.show_dir, interval=args.interval)
+
+
 def run_main(main: Callable[[], None]) -> None:
     """Run a tool's ``main``; user errors print one line instead of a traceback.
 
