@@ -84,6 +84,8 @@ CASES = {
         type='BottleBoxVisualizer', name='registry_bottle')),
     'CapeVisualizer': ('VISUALIZERS', lambda d: dict(
         type='CapeVisualizer', name='registry_cape')),
+    'KeyposeLocalVisualizer': ('VISUALIZERS', lambda d: dict(
+        type='KeyposeLocalVisualizer', name='registry_keypose')),
     'AmpOptimWrapper': ('OPTIM_WRAPPERS', lambda d: dict(
         type='AmpOptimWrapper', optimizer=torch.optim.SGD(torch.nn.Linear(2, 2).parameters(),
                                                           lr=0.1), accumulative_counts=2)),

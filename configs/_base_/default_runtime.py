@@ -19,8 +19,9 @@ env_cfg = dict(
 )
 
 vis_backends = [dict(type='LocalVisBackend')]
+# mmpose's PoseLocalVisualizer, fixed for numpy 2 (keypose_ext/visualization/).
 visualizer = dict(
-    type='PoseLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+    type='KeyposeLocalVisualizer', vis_backends=vis_backends, name='visualizer')
 
 log_processor = dict(
     type='LogProcessor', window_size=50, by_epoch=True, num_digits=6)

@@ -88,4 +88,4 @@ default_hooks = dict(
 # (W&B: add dict(type='WandbVisBackend', init_kwargs=dict(project='sapiens')))
 vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
 visualizer = dict(
-    type='PoseLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+    type='KeyposeLocalVisualizer', vis_backends=vis_backends, name='visualizer')
