@@ -4,6 +4,7 @@ import os
 import os.path as osp
 from typing import List
 
+import mmpose
 from mmengine.logging import print_log
 from mmpose.datasets.datasets.body import CocoDataset
 from mmpose.registry import DATASETS
@@ -33,6 +34,11 @@ class CheckedCocoDataset(CocoDataset):
         missing_images (str): ``'error'`` (default) or ``'skip'``.
         **kwargs: as mmpose's ``CocoDataset``.
     """
+
+    # mmpose's packaged COCO metainfo, by absolute path: the relative default is looked
+    # up in the working directory first and warns on every run when it is absent there.
+    METAINFO: dict = dict(from_file=osp.join(
+        osp.dirname(mmpose.__file__), '.mim', 'configs', '_base_', 'datasets', 'coco.py'))
 
     def __init__(self, *args, missing_images: str = 'error', **kwargs):
         if missing_images not in ('error', 'skip'):
