@@ -6,7 +6,8 @@ import numpy as np
 from mmengine.dist import master_only
 from mmpose.registry import VISUALIZERS
 from mmpose.structures import PoseDataSample
-from mmpose.visualization import PoseLocalVisualizer
+
+from .keypose_local_visualizer import KeyposeLocalVisualizer
 
 
 def _np(x) -> np.ndarray:
@@ -16,7 +17,7 @@ def _np(x) -> np.ndarray:
 
 
 @VISUALIZERS.register_module()
-class BottleBoxVisualizer(PoseLocalVisualizer):
+class BottleBoxVisualizer(KeyposeLocalVisualizer):
     """Overlay ground-truth and predicted box wireframes on the same frame.
 
     For each instance the skeleton edges of the dataset metainfo (the 12 box
@@ -45,7 +46,7 @@ class BottleBoxVisualizer(PoseLocalVisualizer):
         bbox_color (tuple[int] | str): Colour of the crop box, drawn (1 px)
             when the caller passes ``draw_bbox=True`` as the hook does; white
             so it is not mistaken for either wireframe.
-        **kwargs: Passed to :class:`mmpose.visualization.PoseLocalVisualizer`.
+        **kwargs: Passed to :class:`KeyposeLocalVisualizer` (mmpose's ``PoseLocalVisualizer``).
     """
 
     def __init__(self,
@@ -132,16 +133,8 @@ class BottleBoxVisualizer(PoseLocalVisualizer):
                          edgecolor='none')])
 
     def _draw_dot(self, centre: np.ndarray, color: tuple) -> None:
-        # The opencv backend calls int(radius), which numpy 2 refuses for a
-        # 1-element array; mmengine's matplotlib backend needs (1,) arrays.
-        if self.backend == 'opencv':
-            self.draw_circles(centre, radius=self.radius, face_colors=color)
-        else:
-            self.draw_circles(
-                centre[None],
-                radius=np.array([self.radius]),
-                face_colors=color,
-                edge_colors=color)
+        self.draw_circles(centre[None], radius=np.array([self.radius]),
+                          face_colors=color, edge_colors=color)
 
     def _font_size(self) -> int:
         return int(max(10, min(self.width, self.height) // 30))
