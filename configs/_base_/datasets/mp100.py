@@ -52,21 +52,11 @@ val_dataloader = dict(
         episodes_per_category=100,
         test_mode=True,
         pipeline=val_pipeline))
+# MP-100 protocol: 200 episodes x 15 queries per test category (100 for val).
 test_dataloader = dict(
-    batch_size=16,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='annotations/mp100_split1_test.json',
-        data_prefix=dict(img='images/'),
-        num_shots=1,
-        num_queries_per_episode=15,
-        episodes_per_category=200,
-        test_mode=True,
-        pipeline=val_pipeline))
+    val_dataloader,
+    dataset=dict(val_dataloader['dataset'],
+                 ann_file='annotations/mp100_split1_test.json',
+                 episodes_per_category=200))
 val_evaluator = dict(type='EpisodicPCKMetric')
 test_evaluator = val_evaluator
