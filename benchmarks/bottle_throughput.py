@@ -19,7 +19,7 @@ from mmengine.registry import init_default_scope
 from mmpose.registry import DATASETS, MODELS
 
 import keypose_ext  # noqa: F401
-from keypose_ext.datasets.synthetic_bottle import make_bottle_dataset
+from keypose_ext.testing.synthetic_bottle import make_bottle_dataset
 
 CONFIG = 'configs/bottle/bottle_res18_overfit.py'
 

@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     from mmengine.runner import Runner
 
     import keypose_ext  # noqa: F401  (registers the components)
-    from keypose_ext.datasets.synthetic_coco import make_synthetic_coco
+    from keypose_ext.testing.synthetic_coco import make_synthetic_coco
     from keypose_ext.engine.hooks.sapiens_phase_switch_hook import SapiensPhaseSwitchHook
     from keypose_ext.utils import sapiens_memory_estimate as mem
     from keypose_ext.utils.cli import load_config

@@ -1,7 +1,7 @@
 """Shared helpers of the CAPE tests: tiny synthetic MP-100 data and a tiny model."""
 import copy
 
-from keypose_ext.datasets.synthetic_mp100 import make_synthetic_mp100
+from keypose_ext.testing.synthetic_mp100 import make_synthetic_mp100
 
 KEYPOINT_COUNTS = (1, 3, 5, 8, 12, 17)
 INPUT_SIZE = (64, 64)

@@ -15,7 +15,7 @@ from mmpose.registry import DATASETS
 from torch.utils.data import DataLoader
 
 from keypose_ext.datasets.bottle_metainfo import BOTTLE_METAINFO, BOX_EDGES
-from keypose_ext.datasets.synthetic_bottle import make_bottle_dataset
+from keypose_ext.testing.synthetic_bottle import make_bottle_dataset
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 NUM_FRAMES = 12

@@ -11,7 +11,7 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from keypose_ext.datasets.synthetic_bottle import make_bottle_dataset
+from keypose_ext.testing.synthetic_bottle import make_bottle_dataset
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs/bottle/bottle_res18_cpu_demo.py')

@@ -36,7 +36,7 @@ class _Record(Hook):
 
 
 def test_single_image_mode_meets_the_seed_criteria(tmp_path):
-    from keypose_ext.datasets.synthetic_mp100 import DEFAULT_KEYPOINT_COUNTS
+    from keypose_ext.testing.synthetic_mp100 import DEFAULT_KEYPOINT_COUNTS
     make_data(tmp_path / 'data', images_per_category=4,
               keypoint_counts=DEFAULT_KEYPOINT_COUNTS)
     cfg = Config.fromfile(CONFIG)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keypose_ext.datasets.checked_coco_dataset import CheckedCocoDataset
-from keypose_ext.datasets.synthetic_coco import make_synthetic_coco
+from keypose_ext.testing.synthetic_coco import make_synthetic_coco
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PIPELINE = [dict(type='LoadImage'), dict(type='GetBBoxCenterScale'),

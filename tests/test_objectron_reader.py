@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from keypose_ext.datasets.objectron import annotation_data_pb2 as pb
-from keypose_ext.datasets.objectron import (load_objectron_sequence,
+from keypose_ext.objectron import annotation_data_pb2 as pb
+from keypose_ext.objectron import (load_objectron_sequence,
                                             read_objectron_annotations)
 
 

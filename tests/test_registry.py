@@ -6,8 +6,8 @@ from mmengine.optim import OptimWrapper
 from mmpose import registry as R
 
 import keypose_ext  # noqa: F401
-from keypose_ext.datasets.synthetic_bottle import make_bottle_dataset
-from keypose_ext.datasets.synthetic_coco import make_synthetic_coco
+from keypose_ext.testing.synthetic_bottle import make_bottle_dataset
+from keypose_ext.testing.synthetic_coco import make_synthetic_coco
 from cape_fixtures import dataset_cfg as cape_dataset_cfg
 from cape_fixtures import make_data as make_cape_data
 from cape_fixtures import tiny_model_cfg as cape_model_cfg

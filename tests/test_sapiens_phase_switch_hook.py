@@ -8,7 +8,7 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from sapiens_test_utils import TINY_ARCH, make_tiny_trace, write_tiny_stage1_config
 
-from keypose_ext.datasets.synthetic_coco import make_synthetic_coco
+from keypose_ext.testing.synthetic_coco import make_synthetic_coco
 from keypose_ext.engine.hooks.sapiens_phase_switch_hook import SapiensPhaseSwitchHook
 from keypose_ext.models.backbones.sapiens_torchscript_backbone import \
     SapiensTorchScriptBackbone

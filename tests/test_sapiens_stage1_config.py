@@ -10,7 +10,7 @@ import pytest
 from mmengine.config import Config
 from sapiens_test_utils import ROOT, make_tiny_trace, write_tiny_stage1_config
 
-from keypose_ext.datasets.synthetic_coco import make_synthetic_coco
+from keypose_ext.testing.synthetic_coco import make_synthetic_coco
 from keypose_ext.models.backbones.sapiens_torchscript_backbone import SAPIENS_ARCHS
 from keypose_ext.utils import sapiens_memory_estimate as mem
 

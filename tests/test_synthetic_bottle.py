@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from keypose_ext.datasets.bottle_metainfo import BOX_EDGES
-from keypose_ext.datasets.synthetic_bottle import (
+from keypose_ext.testing.synthetic_bottle import (
     DEFAULT_BOX_SIZE, PinholeCamera, _background, _face_textures,
     make_bottle_dataset, object_poses, box_keypoints_local, render_frame,
     render_synthetic_bottle_video)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from keypose_ext.datasets.synthetic_mp100 import make_synthetic_mp100
+from keypose_ext.testing.synthetic_mp100 import make_synthetic_mp100
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 

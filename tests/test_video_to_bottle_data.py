@@ -9,9 +9,9 @@ import pytest
 from pycocotools.coco import COCO
 
 from keypose_ext.datasets.bottle_metainfo import BOX_EDGES
-from keypose_ext.datasets.bottle_video_converter import \
+from keypose_ext.dataset_converters.bottle_video_converter import \
     convert_video_to_bottle_data
-from keypose_ext.datasets.synthetic_bottle import (
+from keypose_ext.testing.synthetic_bottle import (
     render_synthetic_bottle_video, write_json_annotations,
     write_objectron_annotations)
 

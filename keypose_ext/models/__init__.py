@@ -1,1 +1,1 @@
-from . import backbones, heads, pose_estimators  # noqa: F401
+from . import backbones, data_preprocessors, heads, pose_estimators  # noqa: F401

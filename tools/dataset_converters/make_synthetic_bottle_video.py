@@ -16,9 +16,9 @@ import os
 import os.path as osp
 import sys
 
-from keypose_ext.datasets.bottle_video_converter import \
+from keypose_ext.dataset_converters.bottle_video_converter import \
     convert_video_to_bottle_data
-from keypose_ext.datasets.synthetic_bottle import (
+from keypose_ext.testing.synthetic_bottle import (
     render_synthetic_bottle_video, write_json_annotations,
     write_objectron_annotations)
 

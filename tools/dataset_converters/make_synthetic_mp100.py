@@ -5,7 +5,7 @@
         [--num-splits 5] [--seed 0]
 
 The demo and debug CAPE configs (configs/cape/*synthetic*) read the default output
-folder. See keypose_ext/datasets/synthetic_mp100.py for the layout.
+folder. See keypose_ext/testing/synthetic_mp100.py for the layout.
 """
 import argparse
 import os.path as osp
@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
-from keypose_ext.datasets.synthetic_mp100 import (  # noqa: E402
+from keypose_ext.testing.synthetic_mp100 import (  # noqa: E402
     DEFAULT_KEYPOINT_COUNTS, make_synthetic_mp100, synthetic_summary)
 
 

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from keypose_ext.datasets.bottle_video_converter import \
+from keypose_ext.dataset_converters.bottle_video_converter import \
     convert_video_to_bottle_data
 
 

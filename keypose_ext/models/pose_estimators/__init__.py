@@ -1,3 +1,2 @@
 # Each import below registers one component (one per file).
-from .cape_data_preprocessor import CapeDataPreprocessor  # noqa: F401
 from .cape_estimator import CapeEstimator  # noqa: F401

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .bottle_metainfo import BOTTLE_METAINFO, BOX_EDGES
+from keypose_ext.datasets.bottle_metainfo import BOTTLE_METAINFO, BOX_EDGES
 
 NUM_KEYPOINTS = len(BOTTLE_METAINFO['keypoint_info'])
 ANNOTATION_FORMATS = ('objectron', 'json')
@@ -132,7 +132,7 @@ def load_objectron_annotations(path: str,
     """Read an Objectron ``annotation.pbdata`` (same dicts as the JSON
     loader, with ``keypoints_norm`` (9, 2) instead of pixels: the pixel size
     is the decoded frame's)."""
-    from .objectron import read_objectron_annotations
+    from keypose_ext.objectron import read_objectron_annotations
     return [
         dict(
             frame_index=f.frame_id,

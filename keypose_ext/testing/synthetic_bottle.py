@@ -25,8 +25,8 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .bottle_metainfo import BOX_CORNER_SIGNS
-from .bottle_video_converter import convert_video_to_bottle_data
+from keypose_ext.datasets.bottle_metainfo import BOX_CORNER_SIGNS
+from keypose_ext.dataset_converters.bottle_video_converter import convert_video_to_bottle_data
 
 DEFAULT_BOX_SIZE = (0.08, 0.25, 0.08)  # metres along local x, y, z
 _CODECS = {'.mp4': 'mp4v', '.avi': 'MJPG'}
@@ -286,7 +286,7 @@ def write_objectron_annotations(path: str, ground_truth: dict) -> str:
     camera moves, as in Objectron captures); cameras and ``point_3d`` use
     ARKit axes (y up, looking along -z).
     """
-    from .objectron import annotation_data_pb2 as pb
+    from keypose_ext.objectron import annotation_data_pb2 as pb
     cam = ground_truth['camera']
     sequence = pb.Sequence()
     obj = sequence.objects.add()

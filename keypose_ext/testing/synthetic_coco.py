@@ -9,9 +9,8 @@ skeleton, a dot per keypoint) over noise; the annotation lists their 17 keypoint
     root/images/{train,val}2017/000000000001.jpg ...
 
 Used by the tests, the memory benchmark and as a smoke-test dataset
-(``python -m keypose_ext.datasets.synthetic_coco data/coco_tiny``).
+(``python tools/dataset_converters/make_synthetic_coco.py data/coco_tiny``).
 """
-import argparse
 import json
 import os
 import os.path as osp
@@ -104,18 +103,3 @@ def make_synthetic_coco(root: str,
         out[split] = path
     return out
 
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('root', help='output folder, e.g. data/coco_tiny')
-    parser.add_argument('--train', type=int, default=32)
-    parser.add_argument('--val', type=int, default=8)
-    parser.add_argument('--seed', type=int, default=0)
-    args = parser.parse_args()
-    paths = make_synthetic_coco(args.root, dict(train=args.train, val=args.val),
-                                seed=args.seed)
-    print('\n'.join(f'{k}: {v}' for k, v in paths.items()))
-
-
-if __name__ == '__main__':
-    main()

@@ -1,0 +1,1 @@
+"""Dataset converters used by ``tools/dataset_converters/`` (not registered components)."""
