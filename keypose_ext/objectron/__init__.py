@@ -1,3 +1,4 @@
-"""Objectron annotation support: the protobuf schema and a reader."""
-from .reader import (ObjectronFrame, load_objectron_sequence,  # noqa: F401
-                     read_objectron_annotations)
+"""Objectron support: the protobuf schema, a reader, 3D boxes and Objectron's evaluation."""
+from .reader import (ObjectronClip, ObjectronClipFrame, ObjectronFrame,  # noqa: F401
+                     ObjectronInstance, load_objectron_sequence, read_objectron_annotations,
+                     read_objectron_clip)

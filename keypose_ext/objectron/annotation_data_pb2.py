@@ -24,33 +24,33 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4keypose_ext/objectron/annotation_data.proto\x12\x15keypose_ext.objectron\"d\n\x08KeyPoint\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\t\n\x01z\x18\x03 \x01(\x02\x12\x19\n\x11\x63onfidence_radius\x18\x04 \x01(\x02\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0e\n\x06hidden\x18\x06 \x01(\x08\"\xfe\x02\n\x06Object\x12\n\n\x02id\x18\x01 \x01(\x05\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x30\n\x04type\x18\x03 \x01(\x0e\x32\".keypose_ext.objectron.Object.Type\x12\x10\n\x08rotation\x18\x04 \x03(\x02\x12\x13\n\x0btranslation\x18\x05 \x03(\x02\x12\r\n\x05scale\x18\x06 \x03(\x02\x12\x32\n\tkeypoints\x18\x07 \x03(\x0b\x32\x1f.keypose_ext.objectron.KeyPoint\x12\x34\n\x06method\x18\x08 \x01(\x0e\x32$.keypose_ext.objectron.Object.Method\"D\n\x04Type\x12\x12\n\x0eUNDEFINED_TYPE\x10\x00\x12\x10\n\x0c\x42OUNDING_BOX\x10\x01\x12\x0c\n\x08SKELETON\x10\x02\x12\x08\n\x04MESH\x10\x03\">\n\x06Method\x12\x12\n\x0eUNKNOWN_METHOD\x10\x00\x12\x0e\n\nANNOTATION\x10\x01\x12\x10\n\x0c\x41UGMENTATION\x10\x02\"8\n\x11NormalizedPoint2D\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\r\n\x05\x64\x65pth\x18\x03 \x01(\x02\"*\n\x07Point3D\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\t\n\x01z\x18\x03 \x01(\x02\"\x8d\x01\n\x11\x41nnotatedKeyPoint\x12\n\n\x02id\x18\x01 \x01(\x05\x12\x30\n\x08point_3d\x18\x02 \x01(\x0b\x32\x1e.keypose_ext.objectron.Point3D\x12:\n\x08point_2d\x18\x03 \x01(\x0b\x32(.keypose_ext.objectron.NormalizedPoint2D\"v\n\x10ObjectAnnotation\x12\x11\n\tobject_id\x18\x01 \x01(\x05\x12;\n\tkeypoints\x18\x02 \x03(\x0b\x32(.keypose_ext.objectron.AnnotatedKeyPoint\x12\x12\n\nvisibility\x18\x03 \x01(\x02\"\xa2\x01\n\x08\x41RCamera\x12\x11\n\ttransform\x18\x03 \x03(\x02\x12\x1e\n\x16image_resolution_width\x18\x05 \x01(\x05\x12\x1f\n\x17image_resolution_height\x18\x06 \x01(\x05\x12\x12\n\nintrinsics\x18\x07 \x03(\x02\x12\x19\n\x11projection_matrix\x18\x08 \x03(\x02\x12\x13\n\x0bview_matrix\x18\t \x03(\x02\"\xd1\x01\n\x0f\x46rameAnnotation\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\x05\x12<\n\x0b\x61nnotations\x18\x02 \x03(\x0b\x32\'.keypose_ext.objectron.ObjectAnnotation\x12/\n\x06\x63\x61mera\x18\x03 \x01(\x0b\x32\x1f.keypose_ext.objectron.ARCamera\x12\x11\n\ttimestamp\x18\x04 \x01(\x01\x12\x14\n\x0cplane_center\x18\x05 \x03(\x02\x12\x14\n\x0cplane_normal\x18\x06 \x03(\x02\"}\n\x08Sequence\x12.\n\x07objects\x18\x01 \x03(\x0b\x32\x1d.keypose_ext.objectron.Object\x12\x41\n\x11\x66rame_annotations\x18\x02 \x03(\x0b\x32&.keypose_ext.objectron.FrameAnnotationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+keypose_ext/objectron/annotation_data.proto\x12\x15keypose_ext.objectron\"d\n\x08KeyPoint\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\t\n\x01z\x18\x03 \x01(\x02\x12\x19\n\x11\x63onfidence_radius\x18\x04 \x01(\x02\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0e\n\x06hidden\x18\x06 \x01(\x08\"\xfe\x02\n\x06Object\x12\n\n\x02id\x18\x01 \x01(\x05\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x30\n\x04type\x18\x03 \x01(\x0e\x32\".keypose_ext.objectron.Object.Type\x12\x10\n\x08rotation\x18\x04 \x03(\x02\x12\x13\n\x0btranslation\x18\x05 \x03(\x02\x12\r\n\x05scale\x18\x06 \x03(\x02\x12\x32\n\tkeypoints\x18\x07 \x03(\x0b\x32\x1f.keypose_ext.objectron.KeyPoint\x12\x34\n\x06method\x18\x08 \x01(\x0e\x32$.keypose_ext.objectron.Object.Method\"D\n\x04Type\x12\x12\n\x0eUNDEFINED_TYPE\x10\x00\x12\x10\n\x0c\x42OUNDING_BOX\x10\x01\x12\x0c\n\x08SKELETON\x10\x02\x12\x08\n\x04MESH\x10\x03\">\n\x06Method\x12\x12\n\x0eUNKNOWN_METHOD\x10\x00\x12\x0e\n\nANNOTATION\x10\x01\x12\x10\n\x0c\x41UGMENTATION\x10\x02\"8\n\x11NormalizedPoint2D\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\r\n\x05\x64\x65pth\x18\x03 \x01(\x02\"*\n\x07Point3D\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\t\n\x01z\x18\x03 \x01(\x02\"\x8d\x01\n\x11\x41nnotatedKeyPoint\x12\n\n\x02id\x18\x01 \x01(\x05\x12\x30\n\x08point_3d\x18\x02 \x01(\x0b\x32\x1e.keypose_ext.objectron.Point3D\x12:\n\x08point_2d\x18\x03 \x01(\x0b\x32(.keypose_ext.objectron.NormalizedPoint2D\"v\n\x10ObjectAnnotation\x12\x11\n\tobject_id\x18\x01 \x01(\x05\x12;\n\tkeypoints\x18\x02 \x03(\x0b\x32(.keypose_ext.objectron.AnnotatedKeyPoint\x12\x12\n\nvisibility\x18\x03 \x01(\x02\"\xa2\x01\n\x08\x41RCamera\x12\x11\n\ttransform\x18\x03 \x03(\x02\x12\x1e\n\x16image_resolution_width\x18\x05 \x01(\x05\x12\x1f\n\x17image_resolution_height\x18\x06 \x01(\x05\x12\x12\n\nintrinsics\x18\x07 \x03(\x02\x12\x19\n\x11projection_matrix\x18\x08 \x03(\x02\x12\x13\n\x0bview_matrix\x18\t \x03(\x02\"\xd1\x01\n\x0f\x46rameAnnotation\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\x05\x12<\n\x0b\x61nnotations\x18\x02 \x03(\x0b\x32\'.keypose_ext.objectron.ObjectAnnotation\x12/\n\x06\x63\x61mera\x18\x03 \x01(\x0b\x32\x1f.keypose_ext.objectron.ARCamera\x12\x11\n\ttimestamp\x18\x04 \x01(\x01\x12\x14\n\x0cplane_center\x18\x05 \x03(\x02\x12\x14\n\x0cplane_normal\x18\x06 \x03(\x02\"}\n\x08Sequence\x12.\n\x07objects\x18\x01 \x03(\x0b\x32\x1d.keypose_ext.objectron.Object\x12\x41\n\x11\x66rame_annotations\x18\x02 \x03(\x0b\x32&.keypose_ext.objectron.FrameAnnotationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'keypose_ext.objectron.annotation_data_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_KEYPOINT']._serialized_start=79
-  _globals['_KEYPOINT']._serialized_end=179
-  _globals['_OBJECT']._serialized_start=182
-  _globals['_OBJECT']._serialized_end=564
-  _globals['_OBJECT_TYPE']._serialized_start=432
-  _globals['_OBJECT_TYPE']._serialized_end=500
-  _globals['_OBJECT_METHOD']._serialized_start=502
-  _globals['_OBJECT_METHOD']._serialized_end=564
-  _globals['_NORMALIZEDPOINT2D']._serialized_start=566
-  _globals['_NORMALIZEDPOINT2D']._serialized_end=622
-  _globals['_POINT3D']._serialized_start=624
-  _globals['_POINT3D']._serialized_end=666
-  _globals['_ANNOTATEDKEYPOINT']._serialized_start=669
-  _globals['_ANNOTATEDKEYPOINT']._serialized_end=810
-  _globals['_OBJECTANNOTATION']._serialized_start=812
-  _globals['_OBJECTANNOTATION']._serialized_end=930
-  _globals['_ARCAMERA']._serialized_start=933
-  _globals['_ARCAMERA']._serialized_end=1095
-  _globals['_FRAMEANNOTATION']._serialized_start=1098
-  _globals['_FRAMEANNOTATION']._serialized_end=1307
-  _globals['_SEQUENCE']._serialized_start=1309
-  _globals['_SEQUENCE']._serialized_end=1434
+  _globals['_KEYPOINT']._serialized_start=70
+  _globals['_KEYPOINT']._serialized_end=170
+  _globals['_OBJECT']._serialized_start=173
+  _globals['_OBJECT']._serialized_end=555
+  _globals['_OBJECT_TYPE']._serialized_start=423
+  _globals['_OBJECT_TYPE']._serialized_end=491
+  _globals['_OBJECT_METHOD']._serialized_start=493
+  _globals['_OBJECT_METHOD']._serialized_end=555
+  _globals['_NORMALIZEDPOINT2D']._serialized_start=557
+  _globals['_NORMALIZEDPOINT2D']._serialized_end=613
+  _globals['_POINT3D']._serialized_start=615
+  _globals['_POINT3D']._serialized_end=657
+  _globals['_ANNOTATEDKEYPOINT']._serialized_start=660
+  _globals['_ANNOTATEDKEYPOINT']._serialized_end=801
+  _globals['_OBJECTANNOTATION']._serialized_start=803
+  _globals['_OBJECTANNOTATION']._serialized_end=921
+  _globals['_ARCAMERA']._serialized_start=924
+  _globals['_ARCAMERA']._serialized_end=1086
+  _globals['_FRAMEANNOTATION']._serialized_start=1089
+  _globals['_FRAMEANNOTATION']._serialized_end=1298
+  _globals['_SEQUENCE']._serialized_start=1300
+  _globals['_SEQUENCE']._serialized_end=1425
 # @@protoc_insertion_point(module_scope)
