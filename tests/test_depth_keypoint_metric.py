@@ -110,3 +110,94 @@ def test_clear_errors():
 
     with pytest.raises(ValueError, match='pck_normalize'):
         Evaluator(dict(type='DepthKeypointMetric', pck_normalize='torso'))
+
+
+def _objectron_reference(raw, keep):
+    """Objectron's 2D error over the kept instances only (plain loops)."""
+    errors = []
+    for (gt, pred, _, _, _, w, h, _), k in zip(raw, keep):
+        if k:
+            errors.append(sum(np.hypot((gt[j, 0] - pred[j, 0]) / w,
+                                       (gt[j, 1] - pred[j, 1]) / h) for j in range(1, 9)) / 8)
+    return np.mean(errors)
+
+
+def test_objectron_2d_error_counts_only_what_objectron_counts():
+    """Objectron's eval.py keeps a box when visibility > 0.1, its centre is strictly
+    inside the frame and it is in front of the camera; the other boxes' errors (made
+    huge here) must not move the metric."""
+    samples, raw = _samples(n_samples=8, seed=3)
+    keep = [True] * 8
+    cases = {1: 'low visibility', 2: 'centre outside', 3: 'behind (3D)', 4: 'behind (depth)',
+             5: 'visibility exactly 0.1'}
+    for i, case in cases.items():
+        s, (gt, pred, gt_d, pred_d, vis, w, h, bbox) = samples[i], raw[i]
+        pred[:] = gt + 1000  # would dominate the mean
+        s.pred_instances.keypoints = pred[None]
+        if case == 'low visibility':
+            s.set_metainfo(dict(objectron_visibility=0.05))
+        elif case == 'visibility exactly 0.1':
+            s.set_metainfo(dict(objectron_visibility=0.1))
+        elif case == 'centre outside':
+            gt[0] = (-3.0, h / 2)
+            s.gt_instances.keypoints = gt[None]
+            raw[i] = (gt, pred, gt_d, pred_d, vis, w, h, bbox)
+        elif case == 'behind (3D)':
+            s.gt_instances.keypoints_3d = np.full((1, 9, 3), -1.0)
+        else:
+            gt_d[0] = -0.5
+            s.gt_instances.keypoints_depth = gt_d[None]
+        keep[i] = False
+    samples[6].set_metainfo(dict(objectron_visibility=0.11))  # counted
+    evaluator = Evaluator(dict(type='DepthKeypointMetric'))
+    evaluator.process(samples)
+    res = evaluator.evaluate(len(samples))
+    assert res['bottle/objectron_2d_error'] == pytest.approx(_objectron_reference(raw, keep),
+                                                             rel=1e-9)
+    assert res['bottle/objectron_2d_error'] < 1  # the 1000-pixel errors were left out
+
+
+def test_objectron_2d_error_nan_when_nothing_counts():
+    samples, _ = _samples(n_samples=2, seed=4)
+    for s in samples:
+        s.set_metainfo(dict(objectron_visibility=0.0))
+    evaluator = Evaluator(dict(type='DepthKeypointMetric'))
+    evaluator.process(samples)
+    res = evaluator.evaluate(2)
+    assert np.isnan(res['bottle/objectron_2d_error'])
+    assert np.isfinite(res['bottle/mean_px_error'])
+
+
+def test_objectron_2d_error_on_a_portrait_clip(tmp_path):
+    """A clip written as real Objectron clips are (portrait frames, landscape cameras):
+    the reader's pixels, depths, 3D points and visibilities go through the metric, and
+    the frames Objectron skips (visibility 0.05, no object) are skipped."""
+    from keypose_ext.objectron import read_objectron_clip
+    from keypose_ext.testing.synthetic_objectron import write_objectron_clip
+    vis = [1.0, 0.05, 1.0, 0.8, 1.0]
+    clip = write_objectron_clip(str(tmp_path), num_frames=5, size=(72, 96), seed=5,
+                                visibility=vis, empty_frames=[2])
+    frames = read_objectron_clip(clip['annotation']).frames
+    rng = np.random.default_rng(0)
+    samples, errors = [], []
+    for f in frames:
+        if not f.instances:
+            continue
+        inst = f.instances[0]
+        pred = inst.keypoints + rng.normal(0, 2.0, (9, 2))
+        s = PoseDataSample(metainfo=dict(ori_shape=(96, 72), img_path=str(f.frame_id),
+                                         objectron_visibility=inst.visibility))
+        s.gt_instances = InstanceData(
+            keypoints=inst.keypoints[None], keypoints_depth=inst.depth[None],
+            keypoints_3d=inst.keypoints_3d[None], keypoints_visible=np.ones((1, 9)))
+        s.pred_instances = InstanceData(keypoints=pred[None],
+                                        keypoints_depth=inst.depth[None])
+        samples.append(s)
+        if inst.visibility > 0.1:
+            errors.append(np.mean(np.linalg.norm((pred[1:] - inst.keypoints[1:]) / [72, 96],
+                                                 axis=1)))
+    assert len(samples) == 4 and len(errors) == 3
+    evaluator = Evaluator(dict(type='DepthKeypointMetric'))
+    evaluator.process(samples)
+    res = evaluator.evaluate(len(samples))
+    assert res['bottle/objectron_2d_error'] == pytest.approx(np.mean(errors), rel=1e-9)

@@ -5,12 +5,16 @@ import numpy as np
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 from mmpose.registry import METRICS
+from mmpose.utils.tensor_utils import to_numpy
+
+from keypose_ext.objectron.box_evaluation import is_evaluated
+from keypose_ext.utils.errors import UserValueError
 
 
 def _np(x) -> np.ndarray:
     """Tensor or array-like → float64 numpy array."""
     if hasattr(x, 'detach'):
-        x = x.detach().cpu().numpy()
+        x = to_numpy(x)
     return np.asarray(x, dtype=np.float64)
 
 
@@ -39,9 +43,13 @@ class DepthKeypointMetric(BaseMetric):
       visible keypoints.
     - ``objectron_2d_error``: Objectron's 2D metric — for each instance the
       mean L2 distance of corners 1..8 in normalised image coordinates
-      ``(x / W, y / H)``, averaged over instances. As in Objectron it uses
-      all eight corners regardless of visibility (projected box corners are
-      always defined) and needs ``K == 9`` with keypoint 0 the centre.
+      ``(x / W, y / H)``, averaged over the instances Objectron evaluates:
+      visibility > 0.1 (the sample's ``objectron_visibility``, 1 when
+      absent), true centre strictly inside the frame, and in front of the
+      camera (true centre z > 0: ``keypoints_3d`` when packed, else the
+      depth). As in Objectron all eight corners count regardless of their
+      own visibility, and ``K == 9`` with keypoint 0 the centre. NaN (with a
+      warning) when no instance qualifies.
 
     Args:
         pck_thr (float): PCK threshold as a fraction of the normaliser.
@@ -59,10 +67,10 @@ class DepthKeypointMetric(BaseMetric):
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if not (0 < pck_thr):
-            raise ValueError('DepthKeypointMetric: `pck_thr` must be > 0, got '
+            raise UserValueError('DepthKeypointMetric: `pck_thr` must be > 0, got '
                              f'{pck_thr!r}.')
         if pck_normalize not in ('frame', 'bbox'):
-            raise ValueError('DepthKeypointMetric: `pck_normalize` must be '
+            raise UserValueError('DepthKeypointMetric: `pck_normalize` must be '
                              f"'frame' or 'bbox', got {pck_normalize!r}.")
         self.pck_thr = float(pck_thr)
         self.pck_normalize = pck_normalize
@@ -75,7 +83,7 @@ class DepthKeypointMetric(BaseMetric):
                     'does)' if group == 'pred_instances' else
                     'the packing transform must put it in gt_instances '
                     '(PackDepthPoseInputs does)')
-            raise ValueError(
+            raise UserValueError(
                 f'DepthKeypointMetric: data sample '
                 f"{sample.get('img_path', sample.get('id', '?'))} has no "
                 f'`{group}.{key}`; {hint}.')
@@ -102,16 +110,16 @@ class DepthKeypointMetric(BaseMetric):
                                      ('gt keypoints_visible', visible,
                                       (n, k))):
                 if arr.shape != shape:
-                    raise ValueError(
+                    raise UserValueError(
                         f'DepthKeypointMetric: {name} has shape {arr.shape}, '
                         f'expected {shape} to match gt keypoints.')
             if k != 9:
-                raise ValueError(
+                raise UserValueError(
                     'DepthKeypointMetric: objectron_2d_error needs 9 '
                     f'keypoints (centre + 8 box corners), got K={k}; check '
                     'the dataset metainfo.')
             if 'ori_shape' not in sample:
-                raise ValueError(
+                raise UserValueError(
                     'DepthKeypointMetric: data sample has no `ori_shape`; '
                     "keep 'ori_shape' in PackPoseInputs meta_keys.")
             img_h, img_w = sample['ori_shape'][:2]
@@ -127,13 +135,23 @@ class DepthKeypointMetric(BaseMetric):
             wh = np.array([img_w, img_h], dtype=np.float64)
             corner_err = np.linalg.norm(
                 (pred_kpts[:, 1:] - gt_kpts[:, 1:]) / wh, axis=-1)
+            # Objectron's filter: which true boxes its 2D error counts.
+            gt_inst = sample.get('gt_instances', {})
+            centre_z = (_np(gt_inst['keypoints_3d']).reshape(n, k, 3)[:, 0, 2]
+                        if 'keypoints_3d' in gt_inst else gt_depth[:, 0])
+            vis = float(sample.get('objectron_visibility', 1.0))
+            counted = np.array([
+                is_evaluated(vis, gt_kpts[i, 0] / wh, centre_z[i])
+                for i in range(n)
+            ], dtype=bool)
             self.results.append(
                 dict(
                     err_px=np.linalg.norm(pred_kpts - gt_kpts, axis=-1),
                     err_depth=np.abs(pred_depth - gt_depth),
                     mask=visible > 0,
                     norm=norm,
-                    objectron=corner_err.mean(axis=1)))
+                    objectron=corner_err.mean(axis=1),
+                    objectron_counted=counted))
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         """Pool the stored errors into the four metrics."""
@@ -143,6 +161,7 @@ class DepthKeypointMetric(BaseMetric):
         mask = np.concatenate([r['mask'] for r in results])
         norm = np.concatenate([r['norm'] for r in results])  # (M,)
         objectron = np.concatenate([r['objectron'] for r in results])
+        counted = np.concatenate([r['objectron_counted'] for r in results])
 
         if not mask.any():
             logger.warning('DepthKeypointMetric: no visible ground-truth '
@@ -154,8 +173,15 @@ class DepthKeypointMetric(BaseMetric):
             hits = err_px <= self.pck_thr * norm[:, None]
             pck = float(hits[mask].mean())
             depth = float(err_depth[mask].mean())
+        if counted.any():
+            objectron_2d = float(objectron[counted].mean())
+        else:
+            logger.warning('DepthKeypointMetric: no instance passes Objectron\'s '
+                           'filter (visibility > 0.1, centre inside the frame, in '
+                           'front of the camera); objectron_2d_error is NaN.')
+            objectron_2d = float('nan')
         return dict(
             mean_px_error=px,
             PCK=pck,
             mean_depth_error=depth,
-            objectron_2d_error=float(objectron.mean()))
+            objectron_2d_error=objectron_2d)
