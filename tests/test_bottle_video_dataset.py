@@ -14,8 +14,13 @@ from mmengine.dataset import pseudo_collate
 from mmpose.registry import DATASETS
 from torch.utils.data import DataLoader
 
-from keypose_ext.datasets.bottle_metainfo import BOTTLE_METAINFO, BOX_EDGES
+from keypose_ext.datasets.bottle_metainfo import (BOTTLE_METAINFO,
+                                                  BOX_CORNER_SIGNS, BOX_EDGES,
+                                                  KEYPOINT_NAMES,
+                                                  NUM_KEYPOINTS)
+from keypose_ext.datasets.bottle_video_dataset import recommended_num_workers
 from keypose_ext.testing.synthetic_bottle import make_bottle_dataset
+from keypose_ext.utils.errors import UserRuntimeError, UserValueError
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 NUM_FRAMES = 12
@@ -41,7 +46,7 @@ def master(tmp_path_factory):
 def data_root(master, tmp_path):
     """A private copy, free to damage."""
     root = tmp_path / 'bottle_data'
-    shutil.copytree(master, root)
+    shutil.copytree(master, root, ignore=shutil.ignore_patterns('.cache'))
     return root
 
 
@@ -216,6 +221,19 @@ def test_ddp_rank0_decodes_and_other_ranks_wait(data_root, tmp_path):
     assert len(os.listdir(tmp_path / 'cache')) == 1  # no tmp file left
 
 
+def test_metainfo_is_derived_from_the_corner_signs():
+    assert NUM_KEYPOINTS == len(BOTTLE_METAINFO['keypoint_info']) == 9
+    assert len(BOTTLE_METAINFO['joint_weights']) == NUM_KEYPOINTS
+    assert len(BOTTLE_METAINFO['sigmas']) == NUM_KEYPOINTS
+    assert KEYPOINT_NAMES[0] == 'center' and KEYPOINT_NAMES[5] == 'corner_pnn'
+    signs = np.asarray(BOX_CORNER_SIGNS)
+    assert len(BOX_EDGES) == 12
+    for a, b in BOX_EDGES:  # an edge joins corners that differ in one sign
+        assert a > 0 and (signs[a] != signs[b]).sum() == 1
+    links = [info['link'] for info in BOTTLE_METAINFO['skeleton_info'].values()]
+    assert links == [(KEYPOINT_NAMES[a], KEYPOINT_NAMES[b]) for a, b in BOX_EDGES]
+
+
 def test_cache_device_cpu_runs_the_pipeline_once(master):
     ds = _build(master, cache=True, cache_device='cpu')
     first = ds[4]
@@ -269,10 +287,136 @@ def test_missing_image_is_named_at_init(data_root):
         _build(data_root)
 
 
-def test_corrupt_frame_is_named(data_root):
-    (data_root / 'images' / '000002.jpg').write_bytes(b'not a jpeg at all')
-    with pytest.raises(ValueError, match='000002.jpg'):
+@pytest.mark.parametrize('content', [b'', b'random'])
+@pytest.mark.parametrize('cache', [True, False])
+def test_empty_or_random_frame_is_one_user_error(data_root, content, cache):
+    """Not an OpenCV/mmcv assertion: one error naming the file, at build time
+    with the frame cache, on first use without it."""
+    if content:
+        content = np.random.default_rng(0).bytes(3000)
+    (data_root / 'images' / '000002.jpg').write_bytes(content)
+    what = 'is empty' if not content else 'Cannot decode'
+    with pytest.raises(UserValueError, match='000002.jpg') as err:
+        ds = _build(data_root, cache=cache)
+        ds[1]  # fine
+        ds[2]
+    assert what in str(err.value)
+    # One error: no chained OpenCV/mmcv exception printed above it.
+    assert err.value.__suppress_context__ or err.value.__context__ is None
+
+
+def test_negative_depth_is_refused_naming_the_field(data_root):
+
+    def edit(data):
+        data['annotations'][4]['keypoints_depth'][3] = -0.25
+
+    _edit_annotations(data_root, edit)
+    with pytest.raises(UserValueError,
+                       match=r'annotation id 5: "keypoints_depth"\[3\] '
+                       r'\(corner_npn\) is -0.25.*cannot be negative'):
+        _build(data_root)
+
+
+def test_codec_for_another_keypoint_count_is_refused_at_build(master):
+    codec = dict(CODEC, num_keypoints=8)
+    pipeline = PIPELINE[:3] + [dict(type='GenerateTarget', encoder=codec)]
+    with pytest.raises(UserValueError, match='num_keypoints=8.*9 keypoints'):
+        _build(master, pipeline=pipeline, cache=True)
+    _build(master, pipeline=PIPELINE[:3] + [
+        dict(type='GenerateTarget', encoder=dict(CODEC, num_keypoints=9))])
+
+
+def _refuse_writes_under(monkeypatch, root):
+    """As a read-only data root would (tests run as root, so chmod cannot)."""
+    real = os.makedirs
+
+    def makedirs(path, *args, **kwargs):
+        if str(path).startswith(str(root)):
+            raise PermissionError(13, 'Permission denied', str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, 'makedirs', makedirs)
+
+
+def test_read_only_data_root_falls_back_to_the_user_cache(
+        data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
+    _refuse_writes_under(monkeypatch, data_root)
+    ds = _build(data_root, cache=True, pipeline=[])
+    assert ds.num_decoded == NUM_FRAMES
+    assert ds._frame_cache.path.startswith(
+        str(tmp_path / 'xdg' / 'keypose_ext' / 'bottle_frames'))
+    assert not (data_root / '.cache').exists()
+    assert _build(data_root, cache=True, pipeline=[]).num_decoded == 0
+
+
+def test_unwritable_cache_dir_is_one_line_naming_folder_and_fix(
+        data_root, tmp_path, monkeypatch):
+    _refuse_writes_under(monkeypatch, data_root)
+    with pytest.raises(UserRuntimeError) as err:
+        _build(data_root, cache=True, cache_dir=str(data_root / 'c'))
+    msg = str(err.value)
+    assert str(data_root / 'c') in msg and 'Permission denied' in msg
+    assert 'set cache_dir to a writable folder' in msg and '\n' not in msg
+    # Neither the data root nor the user cache can be written.
+    monkeypatch.setenv('XDG_CACHE_HOME', str(data_root / 'xdg'))
+    with pytest.raises(UserRuntimeError, match=r'\.cache.*or.*xdg'):
         _build(data_root, cache=True)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root can write read-only dirs')
+def test_read_only_data_root_for_real(data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
+    os.chmod(data_root, 0o555)
+    try:
+        ds = _build(data_root, cache=True, pipeline=[])
+    finally:
+        os.chmod(data_root, 0o755)
+    assert str(tmp_path / 'xdg') in ds._frame_cache.path
+
+
+def test_frame_cache_file_is_complete_and_readable_by_others(data_root):
+    old = os.umask(0o022)
+    try:
+        ds = _build(data_root, cache=True, pipeline=[])
+    finally:
+        os.umask(old)
+    path = ds._frame_cache.path
+    assert oct(os.stat(path).st_mode & 0o777) == '0o644'
+    assert os.listdir(osp.dirname(path)) == [osp.basename(path)]
+    frames = np.load(path)
+    for i in (0, 5):
+        img = cv2.imread(str(data_root / 'images' / f'{i:06d}.jpg'))
+        np.testing.assert_array_equal(frames[i], img)
+
+
+def test_output_cache_is_automatic_for_deterministic_pipelines(master):
+    ds = _build(master, cache=True)
+    assert ds.outputs_cached
+    first, second = ds[3], ds[3]
+    assert second['inputs'] is first['inputs']
+    assert torch.equal(first['inputs'], _build(master)[3]['inputs'])
+    assert not _build(master).outputs_cached  # cache=False
+    assert not _build(master, cache=True, cache_outputs=False).outputs_cached
+    random_pipeline = PIPELINE[:1] + [dict(type='RandomFlip')] + PIPELINE[1:]
+    assert not _build(master, cache=True,
+                      pipeline=random_pipeline).outputs_cached
+    with pytest.raises(UserValueError, match='cache_outputs=True.*RandomFlip'):
+        _build(master, cache=True, cache_outputs=True,
+               pipeline=random_pipeline)
+    # Unlike cache_device, the CPU output cache works inside workers too.
+    loader = DataLoader(ds, batch_size=4, num_workers=2,
+                        collate_fn=pseudo_collate)
+    assert sum(len(b['inputs']) for b in loader) == NUM_FRAMES
+
+
+def test_recommended_num_workers():
+    assert recommended_num_workers(True, True, cpu_count=64) == 0
+    assert recommended_num_workers(True, False, cpu_count=2) == 1
+    assert recommended_num_workers(True, False, cpu_count=64) == 4
+    assert recommended_num_workers(False, False, cpu_count=64) == 8
+    assert recommended_num_workers(False, False, cpu_count=1) == 0
+    assert recommended_num_workers(False, False) >= 0
 
 
 def test_eight_keypoints_name_annotation_and_nine(data_root):

@@ -1,3 +1,5 @@
+import os.path as osp
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,10 @@ from mmpose.datasets.transforms import (GenerateTarget, GetBBoxCenterScale,
 from mmpose.registry import MODELS
 from mmpose.structures import PoseDataSample
 
+from keypose_ext.datasets.bottle_metainfo import NUM_KEYPOINTS
+from keypose_ext.utils.errors import UserValueError
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 IN_W, IN_H = 64, 64
 CODEC = dict(type='DepthKeypointCodec', input_size=(IN_W, IN_H),
              depth_scale=0.5, depth_offset=0.6, num_keypoints=9)
@@ -98,6 +104,46 @@ def test_user_errors():
     with pytest.raises(ValueError, match='needs a decoder'):
         _head(decoder=None).predict(
             feats, _samples(torch.zeros(1, 9, 3), torch.ones(1, 9)))
+
+
+def test_keypoint_count_comes_from_one_place_and_must_agree():
+    codec_without_k = dict(CODEC, num_keypoints=None)
+    head = _head(num_joints=None)  # K from the decoder
+    assert head.num_joints == 9 and head.fc.out_features == 27
+    head = _head(decoder=codec_without_k)  # the decoder learns K
+    assert head.decoder.num_keypoints == 9
+    with pytest.raises(UserValueError, match='num_keypoints=9'):
+        head.decoder.decode(np.zeros((1, 8, 3)))
+    with pytest.raises(UserValueError, match='set `num_joints`'):
+        _head(num_joints=None, decoder=codec_without_k)
+    with pytest.raises(UserValueError, match='num_joints=8.*num_keypoints=9'):
+        _head(num_joints=8)
+
+
+@pytest.mark.parametrize('name', ['bottle_res18_overfit', 'bottle_res18_cpu_demo',
+                                  'bottle_res18_overfit_2xgpu_ddp'])
+def test_configs_derive_k_and_the_check_fires(name):
+    """The configs take K from the metainfo; a head edited to another K is
+    refused when the model is built (this fails without the check)."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(ROOT, f'configs/bottle/{name}.py'))
+    head = cfg.model.head
+    assert head.num_joints == head.decoder.num_keypoints == NUM_KEYPOINTS
+    for t in cfg.train_dataloader.dataset.pipeline:
+        if t.type == 'GenerateTarget':
+            assert t.encoder.num_keypoints == NUM_KEYPOINTS
+    cfg.model.head.num_joints = NUM_KEYPOINTS - 1
+    with pytest.raises(UserValueError, match='num_joints=8 but the decoder'):
+        MODELS.build(cfg.model)
+
+
+def test_output_stays_float32_under_bf16_autocast():
+    head = _head()
+    feats = (torch.randn(2, 16, 2, 2), )
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = head(feats)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, head(feats))
 
 
 def _topdown_model():

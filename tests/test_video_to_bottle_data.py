@@ -14,6 +14,7 @@ from keypose_ext.dataset_converters.bottle_video_converter import \
 from keypose_ext.testing.synthetic_bottle import (
     render_synthetic_bottle_video, write_json_annotations,
     write_objectron_annotations)
+from keypose_ext.utils.errors import KeyposeUserError, UserValueError
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 NUM_FRAMES = 10
@@ -195,7 +196,7 @@ def test_existing_output_needs_overwrite(source, tmp_path):
     out = tmp_path / 'bd'
     out.mkdir()
     (out / 'keep.txt').write_text('old')
-    with pytest.raises(FileExistsError, match='--overwrite'):
+    with pytest.raises(UserValueError, match='--overwrite'):
         convert_video_to_bottle_data(source['video'], source['json'],
                                      str(out))
     assert (out / 'keep.txt').is_file()
@@ -223,3 +224,99 @@ def test_cli(source, tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert 'gone.mov' in err and 'Traceback' not in err
+
+
+def _one_line_error(capsys, rc):
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert 'Traceback' not in err and err.startswith('error: User')
+    return err.splitlines()[0]
+
+
+def test_out_dir_that_is_a_file_is_refused(source, tmp_path, capsys):
+    target = tmp_path / 'bottle_data'
+    target.write_text('my notes')
+    for overwrite in (False, True):
+        with pytest.raises(UserValueError, match='is an existing file'):
+            convert_video_to_bottle_data(source['video'], source['json'],
+                                         str(target), overwrite=overwrite)
+    assert target.read_text() == 'my notes'
+    assert sorted(os.listdir(tmp_path)) == ['bottle_data']
+    line = _one_line_error(capsys, _cli().main([
+        source['video'], '--annotations', source['json'], '--out-dir',
+        str(target), '--overwrite', '--no-progress'
+    ]))
+    assert str(target) in line and 'existing file' in line
+    (tmp_path / 'parent_file').write_text('x')
+    with pytest.raises(UserValueError, match='parent'):
+        convert_video_to_bottle_data(source['video'], source['json'],
+                                     str(tmp_path / 'parent_file' / 'out'))
+
+
+def test_negative_depth_is_refused_naming_frame_and_keypoint(
+        source, tmp_path):
+
+    def edit(data):
+        data['frames'][3]['keypoints'][5][2] = -0.4
+
+    with pytest.raises(UserValueError,
+                       match=r'frames\[3\].*keypoint 5 \(corner_pnn\).*-0.4'
+                       r'.*cannot be negative'):
+        convert_video_to_bottle_data(source['video'],
+                                     _edit_json(source, tmp_path, edit),
+                                     str(tmp_path / 'o'))
+    gt = dict(source['gt'])
+    frames = [dict(f) for f in gt['frames']]
+    frames[2]['depth'] = frames[2]['depth'].copy()
+    frames[2]['depth'][1] = -0.1
+    gt['frames'] = frames
+    pbdata = write_objectron_annotations(str(tmp_path / 'neg.pbdata'), gt)
+    with pytest.raises(UserValueError,
+                       match=r'neg.pbdata: frame_id 2: point_2d.depth of '
+                       r'keypoint 1'):
+        convert_video_to_bottle_data(source['video'], pbdata,
+                                     str(tmp_path / 'o'))
+    assert not (tmp_path / 'o').exists()
+
+
+def test_bad_pbdata_and_bad_video_are_one_line(source, tmp_path, capsys):
+    bad = tmp_path / 'annotation.pbdata'
+    bad.write_bytes(os.urandom(512))
+    line = _one_line_error(capsys, _cli().main([
+        source['video'], '--annotations', str(bad), '--out-dir',
+        str(tmp_path / 'o'), '--no-progress'
+    ]))
+    assert 'annotation.pbdata' in line
+    video = tmp_path / 'clip.mov'
+    video.write_bytes(os.urandom(4096))
+    line = _one_line_error(capsys, _cli().main([
+        str(video), '--annotations', source['json'], '--out-dir',
+        str(tmp_path / 'o'), '--no-progress'
+    ]))
+    assert 'clip.mov' in line and 'OpenCV cannot open' in line
+    assert not (tmp_path / 'o').exists()
+
+
+def test_output_has_usual_permissions(source, tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / 'perm'
+        convert_video_to_bottle_data(source['video'], source['json'],
+                                     str(out), progress=False)
+        convert_video_to_bottle_data(source['video'], source['json'],
+                                     str(out), overwrite=True, progress=False)
+    finally:
+        os.umask(old)
+    mode = lambda p: oct(os.stat(p).st_mode & 0o777)  # noqa: E731
+    assert mode(out) == mode(out / 'images') == '0o755'
+    assert mode(out / 'annotations.json') == '0o644'
+    assert {mode(p) for p in (out / 'images').iterdir()} == {'0o644'}
+
+
+def test_user_errors_have_the_project_types(source, tmp_path):
+    with pytest.raises(KeyposeUserError):
+        convert_video_to_bottle_data(
+            str(tmp_path / 'missing.mp4'), source['json'], str(tmp_path / 'o'))
+    with pytest.raises(KeyposeUserError):
+        convert_video_to_bottle_data(source['video'], source['json'],
+                                     str(tmp_path / 'o'), stride=0)

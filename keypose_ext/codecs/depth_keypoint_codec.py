@@ -5,13 +5,15 @@ import numpy as np
 from mmpose.codecs.base import BaseKeypointCodec
 from mmpose.registry import KEYPOINT_CODECS
 
+from keypose_ext.utils.errors import UserValueError
+
 
 @KEYPOINT_CODECS.register_module()
 class DepthKeypointCodec(BaseKeypointCodec):
     """Encode ``(x, y, depth)`` per keypoint into one normalised vector.
 
     This is the target of the seed's "ResNet-18 → 27 outputs" model: for
-    9 keypoints the network regresses ``9 × (x, y, depth)``.
+    the bottle's K = 9 keypoints the network regresses ``K × (x, y, depth)``.
 
     Encoded label per keypoint (all ``float32``)::
 
@@ -45,7 +47,12 @@ class DepthKeypointCodec(BaseKeypointCodec):
         depth_scale (float): Metres per encoded depth unit. Must be > 0.
         depth_offset (float): Depth (metres) encoded as 0.
         num_keypoints (int, optional): If given, inputs with another ``K``
-            are rejected.
+            are rejected. The bottle configs pass ``NUM_KEYPOINTS`` of
+            ``keypose_ext/datasets/bottle_metainfo.py``; a
+            :class:`DepthKeypointRegressionHead` sets its decoder's value to
+            its ``num_joints`` and refuses a different one, and
+            ``BottleVideoDataset`` refuses a ``GenerateTarget`` codec whose
+            value differs from its metainfo.
     """
 
     auxiliary_encode_keys = {'keypoints_depth'}
@@ -63,15 +70,15 @@ class DepthKeypointCodec(BaseKeypointCodec):
                  num_keypoints: Optional[int] = None) -> None:
         super().__init__()
         if len(input_size) != 2 or min(input_size) <= 0:
-            raise ValueError(
+            raise UserValueError(
                 'DepthKeypointCodec: `input_size` must be (W, H) with '
                 f'positive values, got {input_size!r}.')
         if not (np.isfinite(depth_scale) and depth_scale > 0):
-            raise ValueError(
+            raise UserValueError(
                 'DepthKeypointCodec: `depth_scale` must be a positive finite '
                 f'number of metres per unit, got {depth_scale!r}.')
         if not np.isfinite(depth_offset):
-            raise ValueError('DepthKeypointCodec: `depth_offset` must be '
+            raise UserValueError('DepthKeypointCodec: `depth_offset` must be '
                              f'finite, got {depth_offset!r}.')
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.depth_scale = float(depth_scale)
@@ -80,7 +87,7 @@ class DepthKeypointCodec(BaseKeypointCodec):
 
     def _check_k(self, k: int, what: str) -> None:
         if self.num_keypoints is not None and k != self.num_keypoints:
-            raise ValueError(
+            raise UserValueError(
                 f'DepthKeypointCodec: {what} has {k} keypoints but the codec '
                 f'was built with num_keypoints={self.num_keypoints}; check '
                 'the dataset metainfo and the codec/head `num_keypoints`.')
@@ -101,24 +108,24 @@ class DepthKeypointCodec(BaseKeypointCodec):
             (N, K), both float32.
 
         Raises:
-            ValueError: missing depth, mismatched shapes, wrong ``K`` or a
-                non-finite coordinate/depth on a visible keypoint.
+            UserValueError: missing depth, mismatched shapes, wrong ``K`` or
+                a non-finite coordinate/depth on a visible keypoint.
         """
         keypoints = np.asarray(keypoints, dtype=np.float64)
         if keypoints.ndim != 3 or keypoints.shape[-1] != 2:
-            raise ValueError(
+            raise UserValueError(
                 'DepthKeypointCodec.encode: `keypoints` must have shape '
                 f'(N, K, 2), got {keypoints.shape}.')
         n, k, _ = keypoints.shape
         self._check_k(k, '`keypoints`')
         if keypoints_depth is None:
-            raise ValueError(
+            raise UserValueError(
                 'DepthKeypointCodec.encode: the sample has no '
                 '`keypoints_depth`; the dataset must provide a (N, K) depth '
                 'per keypoint (in metres) in each data info.')
         depth = np.asarray(keypoints_depth, dtype=np.float64)
         if depth.shape != (n, k):
-            raise ValueError(
+            raise UserValueError(
                 'DepthKeypointCodec.encode: `keypoints_depth` must have shape '
                 f'(N, K) = {(n, k)} to match `keypoints`, got {depth.shape}.')
         if keypoints_visible is None:
@@ -126,7 +133,7 @@ class DepthKeypointCodec(BaseKeypointCodec):
         else:
             visible = np.asarray(keypoints_visible, dtype=np.float64)
             if visible.shape != (n, k):
-                raise ValueError(
+                raise UserValueError(
                     'DepthKeypointCodec.encode: `keypoints_visible` must have '
                     f'shape (N, K) = {(n, k)}, got {visible.shape}.')
         valid = visible > 0.5
@@ -134,7 +141,7 @@ class DepthKeypointCodec(BaseKeypointCodec):
         bad = valid & ~np.isfinite(depth)
         if bad.any():
             inst, kpt = np.argwhere(bad)[0]
-            raise ValueError(
+            raise UserValueError(
                 'DepthKeypointCodec.encode: non-finite `keypoints_depth` '
                 f'({depth[inst, kpt]}) at instance {inst}, keypoint {kpt}, '
                 'which is marked visible; fix the annotation or mark it not '
@@ -142,7 +149,7 @@ class DepthKeypointCodec(BaseKeypointCodec):
         bad = valid & ~np.isfinite(keypoints).all(-1)
         if bad.any():
             inst, kpt = np.argwhere(bad)[0]
-            raise ValueError(
+            raise UserValueError(
                 'DepthKeypointCodec.encode: non-finite `keypoints` at '
                 f'instance {inst}, keypoint {kpt}, which is marked visible.')
 
@@ -160,7 +167,7 @@ class DepthKeypointCodec(BaseKeypointCodec):
     def _check_encoded(self, encoded: np.ndarray, method: str) -> np.ndarray:
         encoded = np.asarray(encoded)
         if encoded.ndim != 3 or encoded.shape[-1] != 3:
-            raise ValueError(
+            raise UserValueError(
                 f'DepthKeypointCodec.{method}: expected (N, K, 3) '
                 f'[x, y, depth] regressions, got shape {encoded.shape}.')
         self._check_k(encoded.shape[1], f'the input of {method}()')

@@ -1,32 +1,71 @@
-"""Top-down dataset of video frames with 9 box keypoints and their depths."""
+"""Top-down dataset of video frames with box keypoints and their depths."""
 import copy
+import errno
 import hashlib
-import json
 import logging
 import os
 import os.path as osp
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
+import cv2
 import mmcv
 import numpy as np
 import torch
+from mmengine.dataset import BaseDataset
 from mmengine.dist import barrier, get_rank
 from mmengine.logging import print_log
 
 from mmpose.datasets.datasets.base import BaseCocoStyleDataset
 from mmpose.registry import DATASETS
+from keypose_ext.utils.errors import (KeyposeUserError, UserFileNotFoundError,
+                                      UserRuntimeError, UserValueError)
+from keypose_ext.utils.io import atomic_write, load_json
+from keypose_ext.utils.pipeline import is_random_transform, transform_name
 from .bottle_metainfo import BOTTLE_METAINFO
 
-# Transforms whose output changes from call to call; a pipeline holding one
-# cannot be cached after the first pass (cache_device).
-_RANDOM_TRANSFORMS = {
-    'RandomFlip', 'RandomBBoxTransform', 'RandomHalfBody',
-    'PhotometricDistortion', 'Albumentation', 'YOLOXHSVRandomAug',
-    'Mosaic', 'YOLOXMixUp', 'BottomupRandomAffine', 'BottomupRandomCrop',
-    'BottomupRandomChoiceResize', 'RandomAffine'
-}
 _CACHE_FORMAT = 'bottle-frames-v1'
+# errno values meaning "this folder cannot be written": try the next one.
+_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def user_cache_dir() -> str:
+    """The per-user folder for frame caches whose data root is read-only:
+    ``$XDG_CACHE_HOME/keypose_ext/bottle_frames`` (``~/.cache/...``)."""
+    base = os.environ.get('XDG_CACHE_HOME') or osp.join(
+        osp.expanduser('~'), '.cache')
+    return osp.join(base, 'keypose_ext', 'bottle_frames')
+
+
+def recommended_num_workers(cache: bool,
+                            outputs_cached: bool,
+                            cpu_count: Optional[int] = None) -> int:
+    """Dataloader workers for a bottle dataset, from its cache mode and the
+    cores this process may use.
+
+    - Pipeline outputs cached (``cache_outputs`` or ``cache_device``): 0.
+      A cached sample is served in tens of microseconds, less than a worker
+      needs to pass it through its queue, and ``cache_device`` needs the
+      main process anyway.
+    - Frame cache only (a random pipeline still runs per sample): up to 4,
+      leaving one core to the main process.
+    - No cache (JPEG decoding per sample): up to 8, leaving one core.
+
+    Args:
+        cache (bool): The dataset's ``cache``.
+        outputs_cached (bool): Whether pipeline outputs are cached.
+        cpu_count (int, optional): Usable cores; defaults to this process's
+            CPU affinity.
+
+    Returns:
+        int: ``num_workers`` (``persistent_workers`` must be False for 0).
+    """
+    if outputs_cached:
+        return 0
+    if cpu_count is None:
+        cpu_count = len(os.sched_getaffinity(0)) if hasattr(
+            os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    return max(0, min(4 if cache else 8, cpu_count - 1))
 
 
 class _FrameCache:
@@ -69,8 +108,9 @@ class _FrameCache:
 
 
 class _PackedCache(dict):
-    """Packed pipeline outputs keyed by annotation id. Deep copies start
-    empty: the entries are derived data (possibly CUDA tensors)."""
+    """Packed pipeline outputs keyed by sample index. Deep copies start
+    empty: the entries are derived data (possibly CUDA tensors), and
+    ``get_subset`` re-indexes the samples."""
 
     def __deepcopy__(self, memo):
         return _PackedCache()
@@ -78,14 +118,15 @@ class _PackedCache(dict):
 
 @DATASETS.register_module()
 class BottleVideoDataset(BaseCocoStyleDataset):
-    """Frames of a video with 9 box keypoints (Objectron order) + depths.
+    """Frames of a video with box keypoints (Objectron order) + depths.
 
     Reads the COCO-style ``annotations.json`` written by
     ``tools/dataset_converters/video_to_bottle_data.py`` (schema in
-    ``docs/bottle_data.md``). Each sample is one frame with one instance:
-    ``keypoints`` (1, 9, 2) pixels, ``keypoints_visible`` (1, 9),
-    ``keypoints_depth`` (1, 9) metres and, when annotated, ``keypoints_3d``
-    (1, 9, 3) in camera coordinates.
+    ``docs/bottle_data.md``). Each sample is one frame with one instance;
+    with ``K = NUM_KEYPOINTS`` (9) of ``bottle_metainfo.py``:
+    ``keypoints`` (1, K, 2) pixels, ``keypoints_visible`` (1, K),
+    ``keypoints_depth`` (1, K) metres (>= 0) and, when annotated,
+    ``keypoints_3d`` (1, K, 3) in camera coordinates.
 
     Args:
         ann_file (str): Annotation file, relative to ``data_root``.
@@ -101,20 +142,27 @@ class BottleVideoDataset(BaseCocoStyleDataset):
             disk. In distributed runs rank 0 decodes while the other ranks
             wait at a barrier.
         cache_dir (str, optional): Where the ``.npy`` goes. Defaults to
-            ``<data_root>/.cache``. Its name hashes the annotation file, the
-            frame list and the frame files' sizes and times, so edited data
-            is decoded again.
-        cache_device (str, optional): ``'cuda'`` (or ``'cpu'``) keeps the
-            packed output of the first pass through the pipeline, with its
-            ``inputs`` tensor on that device, and returns it afterwards. Needs
-            a deterministic pipeline (no random transforms) and
-            ``num_workers=0`` (and ``pin_memory=False``).
+            ``<data_root>/.cache``, or, when that folder cannot be written
+            (read-only data), :func:`user_cache_dir` with a warning. Its name
+            hashes the annotation file, the frame list and the frame files'
+            sizes and times, so edited data is decoded again.
+        cache_outputs (bool | str): Keep each sample's packed pipeline output
+            (``inputs`` + data sample) in this process after its first pass
+            and serve it from memory afterwards. ``'auto'`` (default): when
+            ``cache=True`` and the pipeline is deterministic (no random
+            transform of ``keypose_ext/utils/pipeline.py``). Each dataloader
+            worker keeps its own copy; :func:`recommended_num_workers` gives
+            0 workers for this mode.
+        cache_device (str, optional): ``'cuda'`` (or ``'cpu'``): as
+            ``cache_outputs``, with the ``inputs`` tensor moved to that
+            device. Needs ``num_workers=0`` (and ``pin_memory=False``).
         **kwargs: Passed to :class:`BaseCocoStyleDataset` (``pipeline``,
             ``test_mode``, ``indices``, ...).
 
     Attributes:
         num_decoded (int): Frames this process decoded into the cache (0
             when an existing cache was reused).
+        outputs_cached (bool): Whether pipeline outputs are cached.
     """
 
     METAINFO: dict = copy.deepcopy(BOTTLE_METAINFO)
@@ -126,18 +174,24 @@ class BottleVideoDataset(BaseCocoStyleDataset):
                  bbox_mode: str = 'frame',
                  cache: bool = False,
                  cache_dir: Optional[str] = None,
+                 cache_outputs: Union[bool, str] = 'auto',
                  cache_device: Optional[str] = None,
                  **kwargs):
         if bbox_mode not in ('frame', 'annotation'):
-            raise ValueError(f'BottleVideoDataset: bbox_mode must be "frame" '
-                             f'or "annotation", got {bbox_mode!r}.')
+            raise UserValueError(
+                'BottleVideoDataset: bbox_mode must be "frame" or '
+                f'"annotation", got {bbox_mode!r}.')
         if kwargs.get('data_mode', 'topdown') != 'topdown':
-            raise ValueError('BottleVideoDataset supports data_mode='
-                             '"topdown" only (one box per frame).')
+            raise UserValueError('BottleVideoDataset supports data_mode='
+                                 '"topdown" only (one box per frame).')
+        if cache_outputs not in (True, False, 'auto'):
+            raise UserValueError(
+                'BottleVideoDataset: cache_outputs must be True, False or '
+                f'"auto", got {cache_outputs!r}.')
         if cache_device is not None:
             device = torch.device(cache_device)
             if device.type == 'cuda' and not torch.cuda.is_available():
-                raise RuntimeError(
+                raise UserRuntimeError(
                     f'BottleVideoDataset: cache_device={cache_device!r} but '
                     'CUDA is not available; use cache_device=None.')
         self.bbox_mode = bbox_mode
@@ -148,36 +202,30 @@ class BottleVideoDataset(BaseCocoStyleDataset):
         self._image_sizes: Dict[str, Tuple[int, int]] = {}
         self._frame_cache: Optional[_FrameCache] = None
         self._packed_cache = _PackedCache()
+        self._cache_outputs = cache_outputs
+        self.outputs_cached: Optional[bool] = None
         super().__init__(
             ann_file=ann_file,
             data_root=data_root,
             data_prefix=data_prefix,
             **kwargs)
-        if cache_device is not None:
-            self._check_deterministic_pipeline()
+        self._check_pipeline()
 
     # ------------------------------------------------------------ loading
     def _load_annotations(self) -> Tuple[List[dict], List[dict]]:
         """Load and validate ``annotations.json``; every problem is one
         exception naming the file and the field."""
         ann_file = self.ann_file
-        if not ann_file or not osp.isfile(ann_file):
-            raise FileNotFoundError(
-                f'Bottle annotation file not found: {ann_file!r}. Create it '
-                'with tools/dataset_converters/video_to_bottle_data.py or fix '
-                'data_root/ann_file.')
-        with open(ann_file, encoding='utf-8') as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f'{ann_file}: malformed JSON at line '
-                                 f'{e.lineno} column {e.colno}: {e.msg}'
-                                 ) from None
+        data = load_json(
+            ann_file, 'Bottle annotation file',
+            'create it with tools/dataset_converters/video_to_bottle_data.py '
+            'or fix data_root/ann_file')
         for key in ('images', 'annotations', 'categories'):
             if not isinstance(data, dict) or not isinstance(
                     data.get(key), list):
-                raise ValueError(f'{ann_file}: missing the COCO list "{key}" '
-                                 '(see docs/bottle_data.md).')
+                raise UserValueError(
+                    f'{ann_file}: missing the COCO list "{key}" (see '
+                    'docs/bottle_data.md).')
         self._metainfo['CLASSES'] = data['categories']
 
         images: Dict[Any, dict] = {}
@@ -185,10 +233,10 @@ class BottleVideoDataset(BaseCocoStyleDataset):
         for i, img in enumerate(data['images']):
             for key in ('id', 'file_name', 'width', 'height'):
                 if not isinstance(img, dict) or key not in img:
-                    raise ValueError(
+                    raise UserValueError(
                         f'{ann_file}: images[{i}] has no "{key}".')
             if img['id'] in images:
-                raise ValueError(
+                raise UserValueError(
                     f'{ann_file}: image id {img["id"]} appears twice.')
             img = dict(img)
             img['img_id'] = img['id']
@@ -198,7 +246,7 @@ class BottleVideoDataset(BaseCocoStyleDataset):
                 missing.append(img['img_path'])
             images[img['id']] = img
         if missing:
-            raise FileNotFoundError(
+            raise UserFileNotFoundError(
                 f'{ann_file} lists {len(missing)} image(s) that do not '
                 f'exist, e.g. {missing[0]!r}; check data_root/data_prefix or '
                 're-run the converter.')
@@ -206,9 +254,10 @@ class BottleVideoDataset(BaseCocoStyleDataset):
         anns_by_image: Dict[Any, List[dict]] = {}
         for i, ann in enumerate(data['annotations']):
             if not isinstance(ann, dict) or 'id' not in ann:
-                raise ValueError(f'{ann_file}: annotations[{i}] has no "id".')
+                raise UserValueError(
+                    f'{ann_file}: annotations[{i}] has no "id".')
             if ann.get('image_id') not in images:
-                raise ValueError(
+                raise UserValueError(
                     f'{ann_file}: annotation id {ann["id"]} refers to image '
                     f'id {ann.get("image_id")!r}, which is not in "images".')
             anns_by_image.setdefault(ann['image_id'], []).append(ann)
@@ -238,22 +287,23 @@ class BottleVideoDataset(BaseCocoStyleDataset):
         try:
             arr = np.asarray(ann[key], dtype=np.float32)
         except KeyError:
-            raise ValueError(f'{where} has no "{key}" ({what}).') from None
+            raise UserValueError(
+                f'{where} has no "{key}" ({what}).') from None
         except (TypeError, ValueError):
-            raise ValueError(
+            raise UserValueError(
                 f'{where}: "{key}" must be numbers ({what}).') from None
         expected = int(np.prod(shape))
         if arr.size != expected:
             if per_keypoint:
                 per = expected // shape[0]
-                raise ValueError(
+                raise UserValueError(
                     f'{where}: "{key}" has {arr.size / per:g} keypoints '
-                    f'({what}), expected {shape[0]} (box centre + 8 corners '
+                    f'({what}), expected {shape[0]} (box centre + corners '
                     f'= {expected} numbers).')
-            raise ValueError(f'{where}: "{key}" has {arr.size} numbers, '
-                             f'expected {expected} ({what}).')
+            raise UserValueError(f'{where}: "{key}" has {arr.size} numbers, '
+                                 f'expected {expected} ({what}).')
         if not np.isfinite(arr).all():
-            raise ValueError(
+            raise UserValueError(
                 f'{where}: "{key}" contains NaN or infinite values.')
         return arr.reshape(shape)
 
@@ -267,6 +317,14 @@ class BottleVideoDataset(BaseCocoStyleDataset):
         self._field(ann, 'keypoints', (num, 3), '[x, y, v] per keypoint')
         depth = self._field(ann, 'keypoints_depth', (num, ),
                             'depth in metres per keypoint')
+        if (depth < 0).any():
+            k = int(np.argmax(depth < 0))
+            name = self._metainfo['keypoint_id2name'].get(k, k)
+            raise UserValueError(
+                f'{self.ann_file}: annotation id {ann["id"]}: '
+                f'"keypoints_depth"[{k}] ({name}) is {float(depth[k]):g}; '
+                'depths are metres in front of the camera and cannot be '
+                'negative. Fix the annotation (or re-run the converter).')
         points_3d = None
         if ann.get('keypoints_3d') is not None:
             points_3d = self._field(ann, 'keypoints_3d', (num, 3),
@@ -279,7 +337,7 @@ class BottleVideoDataset(BaseCocoStyleDataset):
             bbox = self._field(
                 ann, 'bbox', (4, ), 'x, y, w, h in pixels', per_keypoint=False)
             if bbox[2] <= 0 or bbox[3] <= 0:
-                raise ValueError(
+                raise UserValueError(
                     f'{self.ann_file}: annotation id {ann["id"]}: bbox '
                     f'{bbox.tolist()} is empty; use bbox_mode="frame" or '
                     'fix the annotation.')
@@ -307,10 +365,52 @@ class BottleVideoDataset(BaseCocoStyleDataset):
                 level=logging.WARNING)
         return kept
 
+    def _check_pipeline(self) -> None:
+        """Refuse, before any frame is decoded, a codec built for another
+        ``K`` than the metainfo's and an output cache over a random
+        pipeline; decide ``outputs_cached``."""
+        if self.outputs_cached is not None:
+            return
+        num = self._metainfo['num_keypoints']
+        for t in self.pipeline.transforms:
+            encoders = getattr(t, 'encoder', None)
+            if encoders is None:
+                continue
+            for codec in (encoders if isinstance(encoders, (list, tuple))
+                          else [encoders]):
+                k = getattr(codec, 'num_keypoints', None)
+                if k is not None and k != num:
+                    raise UserValueError(
+                        f'BottleVideoDataset: the pipeline\'s '
+                        f'{type(codec).__name__} has num_keypoints={k} but '
+                        f'the dataset metainfo has {num} keypoints; derive '
+                        'both from NUM_KEYPOINTS of keypose_ext/datasets/'
+                        'bottle_metainfo.py.')
+        random_names = [
+            transform_name(t) for t in self.pipeline.transforms
+            if is_random_transform(t)
+        ]
+        what = None
+        if self.cache_device is not None:
+            what = f'cache_device={self.cache_device!r}'
+        elif self._cache_outputs is True:
+            what = 'cache_outputs=True'
+        if what and random_names:
+            raise UserValueError(
+                f'BottleVideoDataset: {what} stores the first pipeline '
+                'output of each sample, but the pipeline has the random '
+                f'transform {random_names[0]}; remove it or turn the output '
+                'cache off.')
+        self.outputs_cached = bool(
+            self.cache_device is not None or self._cache_outputs is True
+            or (self._cache_outputs == 'auto' and self.cache
+                and not random_names))
+
     # ------------------------------------------------------------- caching
     def full_init(self):
         if self._fully_initialized:
             return
+        self._check_pipeline()
         super().full_init()
         if self.cache:
             self._init_frame_cache()
@@ -326,16 +426,26 @@ class BottleVideoDataset(BaseCocoStyleDataset):
         return digest.hexdigest()[:20]
 
     def _decode(self, path: str) -> np.ndarray:
-        """Decode like mmpose's ``LoadImage`` (mmcv, cv2 backend, BGR)."""
+        """Decode like mmpose's ``LoadImage`` (mmcv, cv2 backend, BGR); an
+        empty or undecodable file is one user error naming it."""
         with open(path, 'rb') as f:
             content = f.read()
-        img = mmcv.imfrombytes(content, flag='color', backend='cv2')
+        if not content:
+            raise UserValueError(
+                f'Frame {path!r} is empty (0 bytes); re-run the converter '
+                '(tools/dataset_converters/video_to_bottle_data.py).')
+        try:
+            img = mmcv.imfrombytes(content, flag='color', backend='cv2')
+        except cv2.error:
+            img = None
         if img is None:
-            raise ValueError(f'Cannot decode frame {path!r} (corrupt or not '
-                             'an image); re-run the converter.')
+            raise UserValueError(
+                f'Cannot decode frame {path!r} (corrupt or not an image); '
+                're-run the converter '
+                '(tools/dataset_converters/video_to_bottle_data.py).')
         expected = self._image_sizes[path]
         if img.shape[:2] != expected:
-            raise ValueError(
+            raise UserValueError(
                 f'Frame {path!r} is {img.shape[1]}x{img.shape[0]} but '
                 f'{self.ann_file} says {expected[1]}x{expected[0]}; the '
                 'keypoints would not match the pixels.')
@@ -343,61 +453,102 @@ class BottleVideoDataset(BaseCocoStyleDataset):
         return img
 
     def _write_cache(self, path: str, img_paths: List[str]) -> None:
-        """Decode every frame into ``path`` (tmp file + rename, so readers
-        never see a partial cache)."""
+        """Decode every frame into the ``.npy`` at ``path``, one row at a
+        time (the whole video never sits in memory); ``atomic_write`` makes
+        readers see the old state or the finished file, never a part."""
         h_max = max(self._image_sizes[p][0] for p in img_paths)
         w_max = max(self._image_sizes[p][1] for p in img_paths)
-        tmp = f'{path}.tmp-{os.getpid()}'
         start = time.time()
-        array = np.lib.format.open_memmap(
-            tmp, mode='w+', dtype=np.uint8,
+        row = np.zeros((h_max, w_max, 3), np.uint8)
+        header = dict(
+            descr=np.lib.format.dtype_to_descr(row.dtype),
+            fortran_order=False,
             shape=(len(img_paths), h_max, w_max, 3))
-        try:
-            for row, img_path in enumerate(img_paths):
+        with atomic_write(path, 'wb') as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            for img_path in img_paths:
                 img = self._decode(img_path)
-                array[row, :img.shape[0], :img.shape[1]] = img
-            array.flush()
-            del array
-            os.replace(tmp, path)
-        except BaseException:
-            if osp.exists(tmp):
-                os.remove(tmp)
-            raise
+                if img.shape[:2] != (h_max, w_max):
+                    row[:] = 0
+                row[:img.shape[0], :img.shape[1]] = img
+                f.write(row.data)
         print_log(
             f'BottleVideoDataset: decoded {len(img_paths)} frames into '
             f'{path} in {time.time() - start:.1f}s',
             logger='current')
 
+    def _cache_dirs(self) -> List[str]:
+        """Folders to hold the frame cache, in order of preference."""
+        if self.cache_dir:
+            return [self.cache_dir]
+        root = self.data_root or osp.dirname(self.ann_file)
+        return [osp.join(root, '.cache'), user_cache_dir()]
+
+    def _find_or_write_cache(self, name: str, img_paths: List[str]) -> str:
+        """The cache file ``name`` in the first folder that has it, else
+        written to the first folder that can be written."""
+        folders = self._cache_dirs()
+        for folder in folders:
+            if osp.isfile(osp.join(folder, name)):
+                return osp.join(folder, name)
+        refused = []
+        for folder in folders:
+            path = osp.join(folder, name)
+            try:
+                os.makedirs(folder, exist_ok=True)
+                self._write_cache(path, img_paths)
+            except OSError as e:
+                if e.errno not in _UNWRITABLE:
+                    raise
+                refused.append(f'{folder!r} ({e.strerror})')
+                continue
+            if refused:
+                print_log(
+                    f'BottleVideoDataset: cannot write {refused[0]}; the '
+                    f'frame cache is in {folder} instead. Set cache_dir= '
+                    'to choose the folder.',
+                    logger='current',
+                    level=logging.WARNING)
+            return path
+        raise UserRuntimeError(
+            'BottleVideoDataset: cannot write the frame cache to '
+            f'{" or ".join(refused)}; set cache_dir to a writable folder '
+            '(or cache=False).')
+
     def _init_frame_cache(self) -> None:
         img_paths = sorted({
-            BaseCocoStyleDataset.get_data_info(self, i)['img_path']
+            BaseDataset.get_data_info(self, i)['img_path']
             for i in range(len(self))
         })
         if not img_paths:
             return
-        cache_dir = self.cache_dir or osp.join(self.data_root or osp.dirname(
-            self.ann_file), '.cache')
-        os.makedirs(cache_dir, exist_ok=True)
-        path = osp.join(cache_dir, f'frames-{self._cache_key(img_paths)}.npy')
+        name = f'frames-{self._cache_key(img_paths)}.npy'
         # Rank 0 decodes, everyone else waits and then maps the same file.
-        if get_rank() == 0 and not osp.isfile(path):
-            self._write_cache(path, img_paths)
+        if get_rank() == 0:
+            self._find_or_write_cache(name, img_paths)
         barrier()
-        if not osp.isfile(path):
+        found = [
+            osp.join(d, name) for d in self._cache_dirs()
+            if osp.isfile(osp.join(d, name))
+        ]
+        if found:
+            path = found[0]
+        else:
             # cache_dir is not shared with rank 0 (e.g. node-local disks).
             print_log(
-                f'BottleVideoDataset: {path} is not visible on this rank; '
+                f'BottleVideoDataset: {name} is not visible on this rank; '
                 'decoding a local copy.',
                 logger='current',
                 level=logging.WARNING)
-            self._write_cache(path, img_paths)
+            path = self._find_or_write_cache(name, img_paths)
         self._frame_cache = _FrameCache(
             path, {p: i for i, p in enumerate(img_paths)},
             [self._image_sizes[p] for p in img_paths])
         if self._frame_cache.array.shape[0] != len(img_paths):
-            raise ValueError(f'Frame cache {path} holds '
-                             f'{self._frame_cache.array.shape[0]} frames, '
-                             f'expected {len(img_paths)}; delete it.')
+            raise UserRuntimeError(
+                f'Frame cache {path} holds '
+                f'{self._frame_cache.array.shape[0]} frames, expected '
+                f'{len(img_paths)}; delete it.')
 
     def get_data_info(self, idx: int) -> dict:
         """Data info of sample ``idx``; with ``cache=True`` it already holds
@@ -411,32 +562,41 @@ class BottleVideoDataset(BaseCocoStyleDataset):
             info['ori_shape'] = img.shape[:2]
         return info
 
-    def _check_deterministic_pipeline(self) -> None:
-        for transform in self.pipeline.transforms:
-            name = type(transform).__name__
-            if name in _RANDOM_TRANSFORMS or name.startswith('Random'):
-                raise ValueError(
-                    f'BottleVideoDataset: cache_device={self.cache_device!r} '
-                    'stores the first pipeline output of each sample, but '
-                    f'the pipeline has the random transform {name}; remove '
-                    'it or set cache_device=None.')
+    def _run_pipeline(self, idx: int) -> Any:
+        """``prepare_data`` of the base class; a frame that fails to load
+        becomes one user error naming the file (mmpose's ``LoadImage`` would
+        end in an OpenCV or mmcv assertion)."""
+        try:
+            return super().prepare_data(idx)
+        except KeyposeUserError:
+            raise
+        except Exception:
+            path = BaseDataset.get_data_info(self, idx)['img_path']
+            try:
+                self._decode(path)
+            except KeyposeUserError as bad_frame:
+                raise bad_frame from None
+            raise
 
     def prepare_data(self, idx: int) -> Any:
-        if self.cache_device is None:
-            return super().prepare_data(idx)
-        if torch.utils.data.get_worker_info() is not None:
-            raise RuntimeError(
+        if not self.outputs_cached:
+            return self._run_pipeline(idx)
+        if (self.cache_device is not None
+                and torch.utils.data.get_worker_info() is not None):
+            raise UserRuntimeError(
                 f'BottleVideoDataset: cache_device={self.cache_device!r} '
                 'keeps samples in the main process; use a dataloader with '
                 'num_workers=0, persistent_workers=False, pin_memory=False.')
-        key = BaseCocoStyleDataset.get_data_info(self, idx)['id']
-        packed = self._packed_cache.get(key)
+        packed = self._packed_cache.get(idx)
         if packed is None:
-            packed = super().prepare_data(idx)
-            if packed is None:
-                return None
-            packed['inputs'] = packed['inputs'].to(self.cache_device)
-            self._packed_cache[key] = packed
+            packed = self._run_pipeline(idx)
+            if not (isinstance(packed, dict) and isinstance(
+                    packed.get('inputs'), torch.Tensor)):
+                # Not packed (no Pack*Inputs at the end): nothing to share.
+                return packed
+            if self.cache_device is not None:
+                packed['inputs'] = packed['inputs'].to(self.cache_device)
+            self._packed_cache[idx] = packed
         # The data sample is cloned because models write predictions into
         # it; ``inputs`` is shared and only ever read.
         return dict(

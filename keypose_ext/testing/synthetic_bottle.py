@@ -25,8 +25,10 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from keypose_ext.datasets.bottle_metainfo import BOX_CORNER_SIGNS
+from keypose_ext.datasets.bottle_metainfo import BOX_CORNER_SIGNS, NUM_KEYPOINTS
 from keypose_ext.dataset_converters.bottle_video_converter import convert_video_to_bottle_data
+from keypose_ext.utils.errors import UserRuntimeError, UserValueError
+from keypose_ext.utils.io import atomic_write
 
 DEFAULT_BOX_SIZE = (0.08, 0.25, 0.08)  # metres along local x, y, z
 _CODECS = {'.mp4': 'mp4v', '.avi': 'MJPG'}
@@ -59,7 +61,7 @@ class PinholeCamera:
 
 
 def box_keypoints_local(box_size: Sequence[float]) -> np.ndarray:
-    """(9, 3) centre + corners of a box in its own frame, in metres."""
+    """(K, 3) centre + corners of a box in its own frame, in metres."""
     return np.asarray(BOX_CORNER_SIGNS, np.float64) * np.asarray(
         box_size, np.float64) / 2
 
@@ -207,11 +209,11 @@ def render_synthetic_bottle_video(video_path: str,
     """
     width, height = int(size[0]), int(size[1])
     if num_frames < 1 or width < 16 or height < 16:
-        raise ValueError('Need num_frames >= 1 and a frame of at least '
+        raise UserValueError('Need num_frames >= 1 and a frame of at least '
                          f'16x16 pixels, got {num_frames} and {size}.')
     ext = osp.splitext(video_path)[1].lower()
     if ext not in _CODECS:
-        raise ValueError(f'{video_path}: use a .mp4 (mp4v) or .avi (MJPG) '
+        raise UserValueError(f'{video_path}: use a .mp4 (mp4v) or .avi (MJPG) '
                          'file name.')
     rng = np.random.default_rng(seed)
     camera = PinholeCamera.for_size(width, height)
@@ -224,7 +226,7 @@ def render_synthetic_bottle_video(video_path: str,
                              cv2.VideoWriter_fourcc(*_CODECS[ext]), fps,
                              (width, height))
     if not writer.isOpened():
-        raise RuntimeError(
+        raise UserRuntimeError(
             f'OpenCV cannot write {_CODECS[ext]} video to {video_path}; try '
             'the other container (.mp4 or .avi).')
     frames = []
@@ -274,7 +276,7 @@ def write_json_annotations(path: str, ground_truth: dict) -> str:
         camera=dict(fx=cam.fx, fy=cam.fy, cx=cam.cx, cy=cam.cy),
         box_size=list(ground_truth['box_size']),
         frames=frames)
-    with open(path, 'w') as f:
+    with atomic_write(path, 'w') as f:
         json.dump(data, f)
     return path
 
@@ -320,7 +322,7 @@ def write_objectron_annotations(path: str, ground_truth: dict) -> str:
         ann = frame.annotations.add()
         ann.object_id = 0
         ann.visibility = 1.0
-        for k in range(len(BOX_CORNER_SIGNS)):
+        for k in range(NUM_KEYPOINTS):
             kp = ann.keypoints.add()
             kp.id = k
             kp.point_2d.x = float(f['keypoints'][k, 0] / cam.width)
@@ -328,7 +330,7 @@ def write_objectron_annotations(path: str, ground_truth: dict) -> str:
             kp.point_2d.depth = float(f['depth'][k])
             x, y, z = f['keypoints_3d'][k]
             kp.point_3d.x, kp.point_3d.y, kp.point_3d.z = x, -y, -z
-    with open(path, 'wb') as fh:
+    with atomic_write(path, 'wb') as fh:
         fh.write(sequence.SerializeToString())
     return path
 
@@ -361,7 +363,7 @@ def make_bottle_dataset(out_dir: str,
         ``ground_truth`` (see :func:`render_synthetic_bottle_video`).
     """
     if annotation_format not in ('json', 'objectron'):
-        raise ValueError('annotation_format must be "json" or "objectron", '
+        raise UserValueError('annotation_format must be "json" or "objectron", '
                          f'got {annotation_format!r}.')
     with tempfile.TemporaryDirectory() as tmp:
         src = source_dir or tmp

@@ -21,6 +21,7 @@ from keypose_ext.dataset_converters.bottle_video_converter import \
 from keypose_ext.testing.synthetic_bottle import (
     render_synthetic_bottle_video, write_json_annotations,
     write_objectron_annotations)
+from keypose_ext.utils.errors import KeyposeUserError
 
 
 def parse_args(argv=None):
@@ -59,8 +60,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    # User errors (and the OS refusing a file) print one line, no traceback.
     user_errors = () if os.environ.get('KEYPOSE_TRACEBACK') else (
-        OSError, ValueError, RuntimeError)
+        KeyposeUserError, OSError)
     try:
         gt = render_synthetic_bottle_video(
             args.out, args.frames, (args.width, args.height), args.seed,

@@ -14,6 +14,7 @@ import sys
 
 from keypose_ext.dataset_converters.bottle_video_converter import \
     convert_video_to_bottle_data
+from keypose_ext.utils.errors import KeyposeUserError
 
 
 def parse_args(argv=None):
@@ -57,10 +58,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if os.environ.get('KEYPOSE_TRACEBACK'):
-        user_errors = ()
-    else:
-        user_errors = (OSError, ValueError, RuntimeError)
+    # User errors (and the OS refusing a file) print one line, no traceback.
+    user_errors = () if os.environ.get('KEYPOSE_TRACEBACK') else (
+        KeyposeUserError, OSError)
     try:
         summary = convert_video_to_bottle_data(
             args.video,
@@ -75,7 +75,6 @@ def main(argv=None):
             overwrite=args.overwrite,
             progress=not args.no_progress)
     except user_errors as e:
-        # User errors: one line naming the file and the fix, no traceback.
         print(f'error: {type(e).__name__}: {e}\n(set KEYPOSE_TRACEBACK=1 '
               'for the full traceback)', file=sys.stderr)
         return 2

@@ -1,7 +1,6 @@
 """Global-pool + linear head regressing ``(x, y, depth)`` per keypoint."""
-from typing import Tuple
+from typing import Optional, Tuple
 
-import numpy as np
 import torch
 from mmengine.structures import InstanceData
 from mmpose.models.heads.base_head import BaseHead
@@ -10,6 +9,8 @@ from mmpose.utils.tensor_utils import to_numpy
 from mmpose.utils.typing import (ConfigType, InstanceList, OptConfigType,
                                  OptSampleList)
 from torch import Tensor, nn
+
+from keypose_ext.utils.errors import UserValueError
 
 
 @MODELS.register_module()
@@ -28,7 +29,10 @@ class DepthKeypointRegressionHead(BaseHead):
     Args:
         in_channels (int): Channels of the last backbone feature (512 for
             ResNet-18).
-        num_joints (int): Number of keypoints ``K``.
+        num_joints (int, optional): Number of keypoints ``K``. Defaults to
+            the decoder's ``num_keypoints``; one of the two must be given,
+            and they must agree (the decoder is then set to ``K``, so its
+            ``decode`` refuses other counts too).
         loss (dict): Loss config. Defaults to
             ``dict(type='MSELoss', use_target_weight=True)``.
         decoder (dict, optional): Codec config, normally
@@ -40,7 +44,7 @@ class DepthKeypointRegressionHead(BaseHead):
 
     def __init__(self,
                  in_channels: int = 512,
-                 num_joints: int = 9,
+                 num_joints: Optional[int] = None,
                  loss: ConfigType = dict(
                      type='MSELoss', use_target_weight=True),
                  decoder: OptConfigType = None,
@@ -50,24 +54,41 @@ class DepthKeypointRegressionHead(BaseHead):
                              bias=0)]
         super().__init__(init_cfg)
         if not isinstance(in_channels, int) or in_channels <= 0:
-            raise ValueError('DepthKeypointRegressionHead: `in_channels` must '
-                             f'be a positive int, got {in_channels!r}.')
-        if not isinstance(num_joints, int) or num_joints <= 0:
-            raise ValueError('DepthKeypointRegressionHead: `num_joints` must '
-                             f'be a positive int, got {num_joints!r}.')
+            raise UserValueError('DepthKeypointRegressionHead: `in_channels` '
+                                 f'must be a positive int, got {in_channels!r}.')
         self.in_channels = in_channels
-        self.num_joints = num_joints
         self.loss_module = MODELS.build(loss)
         self.decoder = (KEYPOINT_CODECS.build(decoder)
                         if decoder is not None else None)
-        codec_k = getattr(self.decoder, 'num_keypoints', None)
-        if codec_k is not None and codec_k != num_joints:
-            raise ValueError(
-                f'DepthKeypointRegressionHead: num_joints={num_joints} but '
-                f'the decoder has num_keypoints={codec_k}; make them equal.')
+        self.num_joints = self._resolve_num_joints(num_joints)
 
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(in_channels, num_joints * 3)
+        self.fc = nn.Linear(in_channels, self.num_joints * 3)
+
+    def _resolve_num_joints(self, num_joints: Optional[int]) -> int:
+        """``K`` from ``num_joints`` and the decoder's ``num_keypoints``: one
+        of them must be set and, when both are, they must agree. The decoder
+        is given ``K`` so that it also refuses other counts."""
+        codec_k = getattr(self.decoder, 'num_keypoints', None)
+        if num_joints is None:
+            num_joints = codec_k
+        if num_joints is None:
+            raise UserValueError(
+                'DepthKeypointRegressionHead: set `num_joints` (or the '
+                "decoder's `num_keypoints`), e.g. NUM_KEYPOINTS from "
+                'keypose_ext/datasets/bottle_metainfo.py.')
+        if not isinstance(num_joints, int) or num_joints <= 0:
+            raise UserValueError('DepthKeypointRegressionHead: `num_joints` '
+                                 f'must be a positive int, got {num_joints!r}.')
+        if codec_k is not None and codec_k != num_joints:
+            raise UserValueError(
+                f'DepthKeypointRegressionHead: num_joints={num_joints} but '
+                f'the decoder has num_keypoints={codec_k}; make them equal '
+                '(both come from the dataset metainfo, e.g. NUM_KEYPOINTS of '
+                'keypose_ext/datasets/bottle_metainfo.py).')
+        if self.decoder is not None and hasattr(self.decoder, 'num_keypoints'):
+            self.decoder.num_keypoints = num_joints
+        return num_joints
 
     def forward(self, feats: Tuple[Tensor]) -> Tensor:
         """Regress normalised ``[x, y, depth]``.
@@ -84,21 +105,27 @@ class DepthKeypointRegressionHead(BaseHead):
             x = self.pool(x)
         x = torch.flatten(x, 1)
         if x.shape[1] != self.in_channels:
-            raise ValueError(
+            raise UserValueError(
                 'DepthKeypointRegressionHead: the last backbone feature has '
                 f'{x.shape[1]} channels but in_channels={self.in_channels}; '
                 'set head.in_channels to the backbone output width (512 for '
                 'ResNet-18/34, 2048 for ResNet-50).')
-        return self.fc(x).reshape(-1, self.num_joints, 3)
+        # The regression output stays float32 under autocast: bf16 keeps ~3
+        # significant digits, too coarse for an overfit loss below 1e-4.
+        with torch.autocast(x.device.type, enabled=False):
+            out = self.fc(x.float())
+        return out.reshape(-1, self.num_joints, 3)
 
-    def _input_size(self, batch_data_samples) -> np.ndarray:
+    def _input_size(self, batch_data_samples) -> Tuple[float, float]:
         """Input (W, H) used to turn normalised errors into pixels."""
         meta = batch_data_samples[0].metainfo
         if 'input_size' in meta:
-            return np.asarray(meta['input_size'], dtype=np.float32)
+            w, h = meta['input_size']
+            return float(w), float(h)
         if self.decoder is not None:
-            return np.asarray(self.decoder.input_size, dtype=np.float32)
-        raise ValueError(
+            w, h = self.decoder.input_size
+            return float(w), float(h)
+        raise UserValueError(
             'DepthKeypointRegressionHead: no `input_size` in the data '
             'samples and no decoder; add TopdownAffine to the pipeline or a '
             'decoder to the head.')
@@ -126,13 +153,13 @@ class DepthKeypointRegressionHead(BaseHead):
                 for d in batch_data_samples
             ])
         except AttributeError as e:
-            raise ValueError(
+            raise UserValueError(
                 'DepthKeypointRegressionHead.loss: data samples lack '
                 '`gt_instance_labels.keypoint_labels/keypoint_weights`; the '
                 "train pipeline needs GenerateTarget(encoder=dict(type="
                 "'DepthKeypointCodec', ...)) before the packing step.") from e
         if labels.shape != pred.shape:
-            raise ValueError(
+            raise UserValueError(
                 'DepthKeypointRegressionHead.loss: targets have shape '
                 f'{tuple(labels.shape)} but predictions {tuple(pred.shape)}; '
                 'each sample must hold one instance with num_joints='
@@ -146,8 +173,10 @@ class DepthKeypointRegressionHead(BaseHead):
         with torch.no_grad():
             mask = weights > 0
             denom = mask.sum().clamp(min=1)
-            wh = pred.new_tensor(self._input_size(batch_data_samples))
-            err_2d = ((pred[..., :2] - labels[..., :2]) * wh).norm(dim=-1)
+            # Python floats, not a tensor: no host-to-device copy per step.
+            w, h = self._input_size(batch_data_samples)
+            diff = pred[..., :2] - labels[..., :2]
+            err_2d = torch.sqrt((diff[..., 0] * w)**2 + (diff[..., 1] * h)**2)
             losses['mpjpe_2d'] = (err_2d * mask).sum() / denom
             if self.decoder is not None and hasattr(self.decoder,
                                                     'depth_scale'):
@@ -172,12 +201,12 @@ class DepthKeypointRegressionHead(BaseHead):
             # A mirrored image shows a mirrored object; the corners of its 3D
             # box do not map to one fixed permutation, so averaging with a
             # flipped pass would be wrong.
-            raise ValueError(
+            raise UserValueError(
                 'DepthKeypointRegressionHead does not support flip test: '
                 '3D-box corners have no fixed left/right permutation. Set '
                 'model.test_cfg.flip_test=False.')
         if self.decoder is None:
-            raise ValueError(
+            raise UserValueError(
                 'DepthKeypointRegressionHead.predict needs a decoder; set '
                 "head.decoder=dict(type='DepthKeypointCodec', input_size=...)")
         encoded = to_numpy(self.forward(feats))  # (B, K, 3)
