@@ -19,14 +19,15 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${KEYPOSE_VENV:-$ROOT/.venv}
 CACHE=${KEYPOSE_CACHE:-$HOME/.cache/keypose_ext}
 PYTHON=${PYTHON:-python3}
-STACK_VERSION=1  # bump when the pinned set below changes
+STACK_VERSION=2  # bump when the pinned set below changes
 STAMP=$VENV/.keypose_stack_v$STACK_VERSION
 
 TORCH="torch==2.13.0 torchvision==0.28.0"
 OPENMMLAB="mmengine==0.10.7 mmpose==1.3.2 mmpretrain==1.2.0 mmdet==3.3.0"
 RUNTIME="numpy==2.4.6 opencv-python==5.0.0.93 scipy matplotlib json-tricks munkres \
-pycocotools einops importlib-metadata mat4py modelindex six rich termcolor yapf addict \
-shapely terminaltables pillow tqdm protobuf==6.33.0 tensorboard pytest"
+pycocotools einops importlib-metadata mat4py modelindex six rich termcolor addict \
+shapely terminaltables pillow tqdm protobuf==6.33.0 tensorboard pytest \
+flake8==7.5.0 isort==9.0.2 yapf==0.43.0"
 
 log() { printf '[setup_env] %s\n' "$*"; }
 
