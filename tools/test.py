@@ -1,7 +1,8 @@
 """Evaluate a checkpoint on a config's test set.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--show-dir DIR]
-                         [--dump results.pkl] [--cfg-options k=v ...] [--launcher pytorch]
+                         [--dump results.pkl] [--load-partial] [--cfg-options k=v ...]
+                         [--launcher pytorch]
 """
 import argparse
 import os
@@ -12,16 +13,21 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
 from mmengine.config import DictAction  # noqa: E402
 
-from keypose_ext.utils.cli import enable_visualization, load_config, run_main  # noqa: E402
+from keypose_ext.utils.cli import (build_runner, check_work_dir, enable_visualization,  # noqa: E402,E501
+                                   load_config, run_main)
+from keypose_ext.utils.errors import UserFileNotFoundError, UserValueError  # noqa: E402
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Evaluate a pose model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save evaluation results')
     parser.add_argument('--out', '--dump', dest='out',
                         help='dump predictions to a pickle file')
+    parser.add_argument('--load-partial', action='store_true',
+                        help='load a checkpoint that fits the model only in part (the '
+                        'weights that fit; the rest keeps its initialisation)')
     parser.add_argument('--show-dir', help='write visualised predictions here '
                         '(relative paths go under the work dir timestamp folder)')
     parser.add_argument('--show', action='store_true', help='display results')
@@ -32,7 +38,7 @@ def parse_args():
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
@@ -41,29 +47,31 @@ def parse_args():
 def merge_args(cfg, args):
     cfg.launcher = args.launcher
     cfg.load_from = args.checkpoint
+    cfg.load_partial = args.load_partial
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    check_work_dir(cfg.work_dir)
     enable_visualization(cfg, args)
     if args.out:
         if not args.out.endswith(('.pkl', '.pickle')):
-            raise ValueError(f'--out {args.out!r} must end with .pkl or .pickle')
+            raise UserValueError(f'--out {args.out!r} must end with .pkl or .pickle')
+        check_work_dir(osp.dirname(osp.abspath(args.out)), '--out folder')
         cfg.test_evaluator = [cfg.test_evaluator] if isinstance(
             cfg.test_evaluator, dict) else list(cfg.test_evaluator)
         cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=args.out))
     return cfg
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint {args.checkpoint!r} not found')
+        what = 'is a folder' if osp.isdir(args.checkpoint) else 'not found'
+        raise UserFileNotFoundError(f'checkpoint {args.checkpoint!r} {what}; pass the path '
+                                    'of a .pth file')
     cfg = merge_args(load_config(args.config, args.cfg_options), args)
-
-    from mmengine.runner import Runner
-    runner = Runner.from_cfg(cfg)
-    runner.test()
+    build_runner(cfg).test()
 
 
 if __name__ == '__main__':

@@ -1,15 +1,22 @@
 # Shared runtime for every keypose_ext config.
 default_scope = 'mmpose'
+# keypose_ext's Runner (checkpoint loading, lr scaling with accumulation, CPU DDP); the
+# scope prefix lets mmengine's RUNNERS.build (e.g. mmpose's own tools/train.py) find it.
+runner_type = 'mmpose.KeyposeRunner'
 custom_imports = dict(imports=['keypose_ext'], allow_failed_imports=False)
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3,
+    # mmengine's CheckpointHook made kill-safe: atomic files, new before old is deleted,
+    # one run per work dir, never a NaN "best" (keypose_ext/engine/hooks/).
+    checkpoint=dict(type='KeyposeCheckpointHook', interval=10, max_keep_ckpts=3,
                     save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='PoseVisualizationHook', enable=False),
+    # a NaN/inf loss stops training before the optimizer step (action='skip' skips it)
+    non_finite_loss=dict(type='NonFiniteLossHook', action='stop'),
 )
 
 env_cfg = dict(
@@ -28,6 +35,8 @@ log_processor = dict(
 log_level = 'INFO'
 load_from = None
 resume = False
+# Every config is seeded; override with `--cfg-options randomness.seed=N`.
+randomness = dict(seed=0)
 backend_args = dict(backend='local')
 # train_cfg / val_cfg / test_cfg live in the schedule files (mmengine forbids a key
 # in two bases).

@@ -1,1 +1,1 @@
-from . import hooks, optim_wrappers  # noqa: F401
+from . import hooks, optim_wrappers, runners  # noqa: F401

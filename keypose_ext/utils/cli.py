@@ -1,53 +1,183 @@
-"""Helpers shared by ``tools/train.py`` and ``tools/test.py``."""
+"""Helpers shared by the tools: config loading and one-line user errors.
+
+A tool's ``main`` runs under :func:`run_main`. A :class:`KeyposeUserError` (raised by our
+components and tools with the file/field and the fix) ends in one line on stderr and
+exit status 2. So do the few environment and data errors translated here
+(:func:`as_user_error`: permissions, a full or read-only disk, an image mmpose cannot
+decode). Everything else is a bug in our code or a library and keeps its traceback.
+``KEYPOSE_TRACEBACK=1`` shows the traceback of user errors too.
+"""
+import ast
+import errno
 import os
 import os.path as osp
+import re
 import sys
-from typing import Callable
+from typing import Callable, Optional
 
-# Errors a user causes (bad path, bad JSON, wrong keypoint count, wrong weights file):
-# our components raise these with the file/field and the fix in the message.
-USER_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError,
-               KeyError, TypeError)
+from .errors import KeyposeUserError, UserFileNotFoundError, UserRuntimeError, UserValueError
+
+_OS_FIXES = {
+    errno.EACCES: 'make it writable/readable for this user or choose another path',
+    errno.EPERM: 'make it writable/readable for this user or choose another path',
+    errno.EROFS: 'the file system is read-only; choose a path on a writable disk',
+    errno.ENOSPC: 'the disk is full; free space or choose another disk',
+    errno.EDQUOT: 'the disk quota is exceeded; free space or choose another disk',
+}
 
 
 def load_config(path: str, cfg_options=None):
-    """Load a config file and apply ``--cfg-options``; a clear error if it is absent."""
+    """Load a config file and apply ``--cfg-options``.
+
+    A missing file, a syntax error, an error raised by the config's own code, a missing
+    ``_base_`` file and a bad ``--cfg-options`` key end in one :class:`KeyposeUserError`.
+    """
     from mmengine.config import Config
     if not osp.isfile(path):
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f'config file {path!r} not found; pass a path such as '
             'configs/bottle/bottle_res18_cpu_demo.py')
-    cfg = Config.fromfile(path)
-    if cfg_options is not None:
-        cfg.merge_from_dict(cfg_options)
+    _check_syntax(path)
+    try:
+        cfg = Config.fromfile(path)
+    except SyntaxError as e:  # in a _base_ file; mmengine's message names it
+        raise UserValueError(f'{e}; fix the Python syntax there') from None
+    except Exception as e:
+        where = _config_frame(e)
+        if where is not None:
+            raise UserValueError(f'{where[0]}, line {where[1]}: {type(e).__name__}: {e}; '
+                                 'fix the config') from None
+        if isinstance(e, (FileNotFoundError, KeyError)) and 'custom modules' not in str(e):
+            # mmengine: a missing _base_ file, a key defined by two bases
+            raise UserValueError(f'config {path}: {_text(e)}; fix its _base_ list') from None
+        raise
+    if cfg_options:
+        try:
+            cfg.merge_from_dict(cfg_options)
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise UserValueError(f'--cfg-options {_text(e)}; check the key path against '
+                                 f'{path}') from None
     return cfg
+
+
+def _check_syntax(path: str) -> None:
+    try:
+        with open(path, encoding='utf-8') as f:
+            ast.parse(f.read(), filename=path)
+    except SyntaxError as e:
+        raise UserValueError(f'{path}, line {e.lineno}: syntax error: {e.msg}; fix the '
+                             'Python syntax of the config') from None
+    except UnicodeDecodeError:
+        raise UserValueError(f'{path}: not a UTF-8 text file; pass a Python config') from None
+
+
+def _config_frame(exc: BaseException):
+    """(file, line) of the innermost config-file frame the exception came through."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        # mmengine executes a config's code with ``_base_`` in its globals.
+        frame = tb.tb_frame
+        if frame.f_code.co_name == '<module>' and '_base_' in frame.f_globals:
+            found = (frame.f_code.co_filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def build_runner(cfg):
+    """The config's ``runner_type`` (default: ``KeyposeRunner``), built from ``cfg``."""
+    from mmpose.registry import RUNNERS
+
+    import keypose_ext  # noqa: F401  (registers KeyposeRunner)
+    cfg.setdefault('runner_type', 'KeyposeRunner')
+    return RUNNERS.build(cfg)
 
 
 def enable_visualization(cfg, args) -> None:
     """``--show``/``--show-dir``: turn on the config's ``PoseVisualizationHook``."""
     if not (args.show or args.show_dir):
         return
-    vis = cfg.default_hooks.get('visualization')
+    vis = cfg.get('default_hooks', {}).get('visualization')
     if vis is None:
-        raise KeyError('--show/--show-dir need default_hooks.visualization in the config '
-                       "(e.g. dict(type='PoseVisualizationHook', enable=False))")
+        raise UserValueError(
+            '--show/--show-dir need default_hooks.visualization in the config '
+            "(e.g. dict(type='PoseVisualizationHook', enable=False))")
     vis.update(enable=True, show=args.show, wait_time=args.wait_time,
                out_dir=args.show_dir, interval=args.interval)
 
 
-def run_main(main: Callable[[], None]) -> None:
-    """Run a tool's ``main``; user errors print one line instead of a traceback.
+def check_work_dir(work_dir: str, flag: str = '--work-dir') -> None:
+    """A work dir must be a folder we can write (or one we can create)."""
+    if osp.exists(work_dir) and not osp.isdir(work_dir):
+        raise UserValueError(f'{flag} {work_dir} is a file, not a folder; pass a folder '
+                             'path (it is created if absent)')
+    probe = work_dir
+    while not osp.exists(probe):  # the nearest existing parent decides
+        parent = osp.dirname(osp.abspath(probe))
+        if parent == probe:
+            break
+        probe = parent
+    if osp.isdir(probe) and not os.access(probe, os.W_OK | os.X_OK):
+        raise UserRuntimeError(f'{flag} {work_dir}: {probe} is not writable; make it '
+                               'writable or pass another folder')
 
-    Set ``KEYPOSE_TRACEBACK=1`` to see the full traceback.
+
+def as_user_error(e: BaseException) -> Optional[KeyposeUserError]:
+    """``e`` as a user error, or None if it is a bug that needs its traceback."""
+    if isinstance(e, KeyposeUserError):
+        return e
+    if isinstance(e, OSError) and e.errno in _OS_FIXES:
+        where = f': {e.filename}' if e.filename else ''
+        return UserRuntimeError(f'{e.strerror}{where}; {_OS_FIXES[e.errno]}')
+    # mmpose's LoadImage re-raises decoding failures as
+    # "`<mmcv/cv2 message>` occurs when loading `<path>`."
+    m = re.search(r'occurs when loading `([^`]*)`', str(e))
+    if m and (isinstance(e, (AssertionError, ValueError))
+              or type(e).__module__.startswith('cv2')):
+        path = m.group(1)
+        what = 'is empty (0 bytes)' if osp.isfile(path) and osp.getsize(path) == 0 else (
+            'cannot be decoded as an image (truncated, corrupt or another format)'
+            if osp.isfile(path) else 'does not exist')
+        return UserValueError(f'image {path} {what}; replace it or remove it from the '
+                              'annotations')
+    return None
+
+
+def one_line(e: BaseException) -> str:
+    """The message of ``e`` on one line.
+
+    A DataLoader worker re-raises an exception as ``type(e)(msg)`` where ``msg`` holds
+    the worker's traceback; the original message is its last line.
+    """
+    text = _text(e)
+    if 'Original Traceback' in text:
+        last = [ln for ln in text.splitlines() if ln.strip()][-1]
+        text = last.split(': ', 1)[1] if ': ' in last else last
+    return ' '.join(text.split())
+
+
+def _text(e: BaseException) -> str:
+    # str(KeyError('x')) is "'x'"
+    if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str):
+        return e.args[0]
+    return str(e)
+
+
+def run_main(main: Callable[[], Optional[int]]) -> None:
+    """Run a tool's ``main`` and exit with its status.
+
+    User errors print ``error: <message>`` (one line) and exit with status 2.
     """
     if os.environ.get('KEYPOSE_TRACEBACK'):
-        main()
-        return
+        sys.exit(main() or 0)
     try:
-        main()
-    except USER_ERRORS as e:
-        # mmengine's builders prefix the message with the class that failed.
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f'error: {type(e).__name__}: {msg}\n'
-              '(set KEYPOSE_TRACEBACK=1 for the full traceback)', file=sys.stderr)
+        status = main()
+    except Exception as e:
+        user = as_user_error(e)
+        if user is None:
+            raise
+        sys.stderr.flush()
+        print(f'error: {one_line(user)} (KEYPOSE_TRACEBACK=1 shows the traceback)',
+              file=sys.stderr, flush=True)
         sys.exit(2)
+    sys.exit(status or 0)

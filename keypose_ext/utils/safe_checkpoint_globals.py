@@ -1,16 +1,25 @@
-"""Lets MMEngine checkpoints load under ``torch.load(weights_only=True)``.
+"""Lets MMEngine checkpoints load under ``torch.load(weights_only=True)``, in a scope.
 
 torch >= 2.6 loads with ``weights_only=True`` by default, and mmengine 0.10.7 calls
 ``torch.load`` without arguments, so ``--resume`` fails on the globals an MMEngine
-checkpoint pickles (numpy arrays/scalars in the message hub and ``HistoryBuffer``).
-Instead of switching ``weights_only`` off, the exact types are allow-listed.
+checkpoint pickles (numpy arrays/scalars in the meta and message hub, ``HistoryBuffer``).
+Instead of switching ``weights_only`` off, the exact types are allow-listed, and only
+while one of our own loads runs (``KeyposeRunner.load_checkpoint``/``resume``): importing
+keypose_ext leaves every other ``torch.load`` of the process as it was.
 
 ``HistoryBuffer`` pickles its statistics methods as ``getattr(HistoryBuffer, 'mean')``.
 Allow-listing the real ``builtins.getattr`` would let a checkpoint reach any attribute
 of any allowed type, so a restricted stand-in is registered under that name: it only
 resolves methods that ``HistoryBuffer`` registered as statistics.
+
+Example (mmpose's own API outside a runner)::
+
+    with mmengine_checkpoint_globals():
+        model = init_model(config, 'work_dirs/x/epoch_10.pth')
 """
+import contextlib
 import pickle
+from typing import Iterator, List
 
 import numpy as np
 import torch
@@ -29,7 +38,7 @@ def _history_buffer_getattr(obj, name):
         'you trust the file.')
 
 
-def _numpy_globals():
+def _numpy_globals() -> list:
     """numpy types found in MMEngine checkpoints (numpy 1.x and 2.x module paths)."""
     core = getattr(np, '_core', None) or np.core
     items = [np.ndarray, np.dtype, core.multiarray._reconstruct, core.multiarray.scalar]
@@ -40,9 +49,23 @@ def _numpy_globals():
     return items
 
 
-def register_safe_checkpoint_globals():
-    """Allow-list what MMEngine checkpoints need; safe to call repeatedly."""
-    add = getattr(torch.serialization, 'add_safe_globals', None)
-    if add is None:  # torch < 2.4 has no weights_only default to worry about
+def mmengine_checkpoint_globals_list() -> List:
+    """Everything an MMEngine training checkpoint pickles besides tensors and builtins."""
+    return _numpy_globals() + [HistoryBuffer,
+                               (_history_buffer_getattr, 'builtins.getattr')]
+
+
+@contextlib.contextmanager
+def mmengine_checkpoint_globals() -> Iterator[None]:
+    """Allow-list the MMEngine checkpoint types for ``torch.load`` inside the block.
+
+    Entries the process had allowed before stay allowed afterwards; only what this
+    block added is removed on exit.
+    """
+    if not hasattr(torch.serialization, 'safe_globals'):  # torch < 2.5: nothing to do
+        yield
         return
-    add(_numpy_globals() + [HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr')])
+    before = set(torch.serialization.get_safe_globals())
+    added = [g for g in mmengine_checkpoint_globals_list() if g not in before]
+    with torch.serialization.safe_globals(added):
+        yield

@@ -1,10 +1,10 @@
-# CAPE schedule: AdamW, gradient clipping, mixed precision (AmpOptimWrapper falls
+# CAPE schedule: AdamW, gradient clipping, mixed precision (CpuFallbackAmpOptimWrapper falls
 # back to fp32 on a CPU) and gradient accumulation: batch 8 x 2 = 16 per update.
 train_cfg = dict(by_epoch=True, max_epochs=200, val_interval=10)
 val_cfg = dict()
 test_cfg = dict()
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
+    type='CpuFallbackAmpOptimWrapper',
     loss_scale='dynamic',
     accumulative_counts=2,
     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4),

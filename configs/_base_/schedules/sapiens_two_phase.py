@@ -6,7 +6,7 @@
 # optimizer built at the start also holds the backbone once it is unfrozen.
 train_cfg = dict(by_epoch=True, max_epochs=110, val_interval=5)
 optim_wrapper = dict(
-    type='AmpOptimWrapper',  # keypose_ext's: plain fp32 OptimWrapper on a CPU
+    type='CpuFallbackAmpOptimWrapper',  # keypose_ext's: float32 on a CPU
     optimizer=dict(type='AdamW', lr=5e-4, betas=(0.9, 0.999), weight_decay=0.1),
     constructor='SapiensLayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(layer_decay_rate=0.85),
