@@ -19,8 +19,8 @@ def dataset(tmp_path_factory):
 
 def _expected_query_ids(ds, epoch):
     n = len(ds)
-    return [ds.instances[ds.get_episode(epoch * n + i)['query_index']]['id']
-            for i in range(n)]
+    info = ds.instance_dataset.get_data_info
+    return [info(ds.get_episode(epoch * n + i)['query_index'])['id'] for i in range(n)]
 
 
 def test_indices_carry_the_epoch(dataset):

@@ -1,15 +1,15 @@
+"""MP100EpisodicDataset: categories, episodes as a pure function of (seed, epoch, index),
+fixed val/test episodes, queries without labels, debug modes, errors."""
 import json
-import os
 import pickle
 
 import numpy as np
 import pytest
 from cape_fixtures import AUG_PIPELINE, dataset_cfg, make_data
-from mmengine.config import Config
-from mmpose.registry import DATASETS
+from mmpose.registry import DATASETS, METRICS
 
 import keypose_ext.datasets.mp100_episodic_dataset as mod
-from keypose_ext.datasets.mp100_episodic_dataset import apply_cape_debug_options
+from keypose_ext.utils.errors import KeyposeUserError
 
 
 @pytest.fixture(scope='module')
@@ -84,35 +84,71 @@ def test_validation_episodes_are_fixed_per_category(syn):
         a.get_episode(len(a))
 
 
+def _write_variant(root, name, edit, subset='train'):
+    data = json.load(open(root / f'annotations/mp100_split1_{subset}.json'))
+    edit(data)
+    path = root / 'annotations' / name
+    path.write_text(json.dumps(data))
+    return f'annotations/{name}'
+
+
 def test_too_few_instances_are_reported_by_name(syn, monkeypatch):
     root, summary = syn
     logged = []
     monkeypatch.setattr(mod, 'print_log', lambda msg, **kw: logged.append(msg))
     # 8 images per category: 1 shot + 8 queries needs 9 -> every category skipped
-    with pytest.raises(ValueError, match='no category has the 9 valid instances'):
+    with pytest.raises(KeyposeUserError, match='no category has the 9 instances an episode'):
         build(root, num_queries_per_episode=8)
-    # drop instances of one category so only it falls short
-    data = json.load(open(root / 'annotations/mp100_split1_train.json'))
-    short = summary['splits'][1]['train'][0]
-    keep = [a for a in data['annotations'] if a['category_id'] == short][:2]
-    data['annotations'] = [a for a in data['annotations']
-                           if a['category_id'] != short] + keep
-    path = root / 'annotations/few_train.json'
-    path.write_text(json.dumps(data))
+    short, unlabelled = summary['splits'][1]['train'][:2]
+
+    def edit(data):  # `short` keeps 2 instances; `unlabelled` keeps 1 with a label
+        keep = [a for a in data['annotations'] if a['category_id'] == short][:2]
+        data['annotations'] = [a for a in data['annotations'] if a['category_id'] != short]
+        for a in [a for a in data['annotations'] if a['category_id'] == unlabelled][1:]:
+            a['keypoints'] = [0] * len(a['keypoints'])
+        data['annotations'] += keep
+    ann = _write_variant(root, 'few_train.json', edit)
     logged.clear()
-    ds = build(root, ann_file='annotations/few_train.json', num_queries_per_episode=2)
-    name = summary['categories'][short]['name']
-    assert ds.skipped_categories == {short: (name, 2)}
-    assert short not in ds.category_ids
-    assert any(name in m and 'skipped' in m for m in logged)
+    ds = build(root, ann_file=ann, num_queries_per_episode=2)
+    assert unlabelled in ds.category_ids  # 1 support with a label + 2 queries without
+    names = {c: summary['categories'][c]['name'] for c in (short, unlabelled)}
+    assert ds.skipped_categories == {short: (names[short], 2)}
+    assert any(names[short] in m and 'skipped' in m for m in logged)
+    ds = build(root, ann_file=ann, num_shots=2, num_queries_per_episode=1)
+    assert set(ds.skipped_categories) == {short, unlabelled}  # 2 shots need 2 labelled
 
 
-def _write_variant(root, name, edit):
-    data = json.load(open(root / 'annotations/mp100_split1_train.json'))
-    edit(data)
-    path = root / 'annotations' / name
-    path.write_text(json.dumps(data))
-    return f'annotations/{name}'
+def test_a_query_without_labelled_keypoints_is_kept_and_scores_zero(syn):
+    root, summary = syn
+    cat = summary['splits'][1]['val'][0]
+
+    def edit(data):
+        ann = [a for a in data['annotations'] if a['category_id'] == cat][0]
+        ann['keypoints'] = [0] * len(ann['keypoints'])
+        ann['num_keypoints'] = 0
+    ann = _write_variant(root, 'unlabelled_val.json', edit, 'val')
+    ds = build(root, 'val', ann_file=ann, num_queries_per_episode=3, episodes_per_category=4)
+    empty = [i for i in range(len(ds.instance_dataset))
+             if not ds.instance_dataset.get_data_info(i)['keypoints_visible'].any()]
+    assert len(empty) == 1  # kept, not skipped
+    eps = [ds.get_episode(i) for i in range(len(ds))]
+    assert all(empty[0] not in e['support_indices'] for e in eps)  # never a support
+    pairs = [i for i, e in enumerate(eps) if e['query_index'] == empty[0]]
+    assert pairs, 'the unlabelled instance is the query of some pair'
+    # the metric (EpisodicPCKMetric) scores that pair 0 even for a perfect prediction
+    metric = METRICS.build(dict(type='EpisodicPCKMetric'))
+    metric.dataset_meta = ds.metainfo
+    info = ds.instance_dataset.get_data_info
+    counted = next(i for i, e in enumerate(eps) if i not in pairs and (  # a control pair
+        info(e['query_index'])['keypoints_visible'][0] *
+        np.prod([info(s)['keypoints_visible'][0] for s in e['support_indices']], 0)).any())
+    for i in (pairs[0], counted):
+        sample = ds[i]['data_samples']
+        assert sample.num_keypoints == summary['categories'][sample.category_id]['num_keypoints']
+        sample.pred_instances = sample.gt_instances.clone()
+        sample.pred_instances.keypoint_scores = np.ones(sample.gt_instances.keypoints.shape[:2])
+        metric.process({}, [sample.to_dict()])
+    assert metric.compute_metrics(metric.results)['PCK@0.2'] == pytest.approx(0.5)
 
 
 def test_bad_input_raises_one_clear_error(syn, tmp_path):
@@ -122,14 +158,22 @@ def test_bad_input_raises_one_clear_error(syn, tmp_path):
         data['annotations'][3]['keypoints'] = data['annotations'][3]['keypoints'][:-3]
     ann = _write_variant(root, 'bad_count.json', bad_count)
     bad_id = json.load(open(root / ann))['annotations'][3]['id']
-    with pytest.raises(ValueError, match=rf'bad_count.json: annotation {bad_id} .*'
+    with pytest.raises(KeyposeUserError, match=rf'bad_count.json: annotation {bad_id} .*'
                        r'keypoints but its category'):
         build(root, ann_file=ann)
 
     split = tmp_path / 'split.json'
     split.write_text(json.dumps(dict(train=[4, 77], val=[], test=[])))
-    with pytest.raises(ValueError, match=r'split.json: "train" names categories \[77\]'):
+    with pytest.raises(KeyposeUserError,
+                       match=r'split.json: "train" names categories \[77\] that .* does not '
+                       'define'):
         build(root, category_split_file=str(split))
+    with pytest.raises(KeyposeUserError, match=r'split.json: needs a list of category ids '
+                       'under "val_set"'):
+        build(root, category_split_file=str(split), split_key='val_set')
+    with pytest.raises(KeyposeUserError, match="cannot tell which list .* split_key='train'"):
+        build(root, ann_file=_write_variant(root, 'no_suffix.json', lambda d: None),
+              category_split_file=str(split))
 
     def empty(data):
         cid = data['categories'][0]['id']
@@ -137,8 +181,8 @@ def test_bad_input_raises_one_clear_error(syn, tmp_path):
     ann = _write_variant(root, 'empty_cat_train.json', empty)
     cid = json.load(open(root / ann))['categories'][0]['id']
     split.write_text(json.dumps(dict(train=summary['splits'][1]['train'])))
-    with pytest.raises(ValueError, match=rf'empty_cat_train.json: categories \[\({cid}, .*'
-                       'empty category'):
+    with pytest.raises(KeyposeUserError, match=rf'empty_cat_train.json: categories '
+                       rf'\[\({cid}, .*empty category'):
         build(root, ann_file=ann, category_split_file=str(split))
 
     def missing_img(data):
@@ -154,8 +198,12 @@ def test_bad_input_raises_one_clear_error(syn, tmp_path):
     def bad_skeleton(data):
         data['categories'][0]['skeleton'] = [[1, 99]]
     ann = _write_variant(root, 'bad_skeleton.json', bad_skeleton)
-    with pytest.raises(ValueError, match='bad_skeleton.json: category .* skeleton'):
+    name = json.load(open(root / ann))['categories'][0]['name']
+    with pytest.raises(KeyposeUserError, match=rf"bad_skeleton.json: category \d+ \('{name}'\):"
+                       r' skeleton pair \[1, 99\] names keypoint 99'):
         build(root, ann_file=ann)
+    with pytest.raises(KeyposeUserError, match='num_shots must be an integer >= 1, got 0'):
+        build(root, num_shots=0)
 
 
 def test_debug_single_image_uses_one_image_everywhere(syn):
@@ -200,34 +248,3 @@ def test_debug_overfit_category(syn):
     assert ds.category_ids == [cat]
     with pytest.raises(ValueError, match='No images found for category 123'):
         build(root, debug_overfit_category=123)
-
-
-def test_apply_cape_debug_options_rewrites_a_config(syn):
-    root, summary = syn
-    cfg = Config.fromfile(os.path.join(
-        os.path.dirname(__file__), '..', 'configs', 'cape',
-        'capeseq_res18_synthetic-demo-128x128.py'))
-    for dl in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[dl].dataset.data_root = str(root)
-    cat = summary['splits'][1]['train'][0]
-    out = apply_cape_debug_options(cfg, single_image=cat, single_image_index=1)
-    assert out is cfg
-    tr = cfg.train_dataloader.dataset
-    assert tr.debug_single_image == cat and tr.debug_single_image_index == 1
-    assert not any(t['type'].startswith('Random') for t in tr.pipeline)
-    for dl in ('val_dataloader', 'test_dataloader'):
-        ds_cfg = cfg[dl].dataset
-        assert ds_cfg.test_mode and ds_cfg.ann_file == tr.ann_file
-        assert ds_cfg.debug_single_image == cat
-    val = DATASETS.build(cfg.val_dataloader.dataset)
-    train = DATASETS.build(cfg.train_dataloader.dataset)
-    assert val[0]['data_samples'].img_path == train[0]['data_samples'].img_path
-    assert np.array_equal(val[0]['inputs'].numpy(), train[0]['inputs'].numpy())
-
-    with pytest.raises(ValueError, match='--debug-single-image-index needs'):
-        apply_cape_debug_options(Config.fromfile(os.path.join(
-            os.path.dirname(__file__), '..', 'configs', 'cape',
-            'capeseq_res18_synthetic-demo-128x128.py')), single_image_index=2)
-    cfg2 = Config(dict(train_dataloader=dict(dataset=dict(type='CocoDataset'))))
-    with pytest.raises(ValueError, match='MP100EpisodicDataset'):
-        apply_cape_debug_options(cfg2, overfit_category=3)

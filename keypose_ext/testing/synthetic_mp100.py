@@ -26,6 +26,9 @@ from typing import Dict, List, Sequence
 import cv2
 import numpy as np
 
+from keypose_ext.utils.errors import UserRuntimeError, UserValueError
+from keypose_ext.utils.io import atomic_write
+
 DEFAULT_KEYPOINT_COUNTS = (1, 3, 5, 8, 12, 17, 24, 68)
 
 
@@ -114,8 +117,7 @@ def _draw_instance(rng, img, template, skeleton, body_colour, invisible_ratio,
     x1, y1 = min(w - 1.0, float(x1)), min(h - 1.0, float(y1))
     kpts = []
     for (x, y), v in zip(pts, vis):
-        kpts += [0.0, 0.0, 0] if v == 0 else [round(float(x), 2),
-                                             round(float(y), 2), int(v)]
+        kpts += [0.0, 0.0, 0] if v == 0 else [round(float(x), 2), round(float(y), 2), int(v)]
     return kpts, [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)]
 
 
@@ -123,8 +125,8 @@ def _split_categories(cat_ids: Sequence[int], split: int,
                       num_splits: int) -> Dict[str, List[int]]:
     n = len(cat_ids)
     if n < 3:
-        raise ValueError(f'num_categories must be at least 3 (one each for train, '
-                         f'val and test), got {n}')
+        raise UserValueError(f'num_categories must be at least 3 (one each for train, '
+                             f'val and test), got {n}')
     n_val = max(1, int(round(0.1 * n)))
     n_test = max(1, int(round(0.2 * n)))
     # rotate the partition so that different splits test different categories
@@ -167,9 +169,9 @@ def make_synthetic_mp100(out_dir: str,
     counts = [int(k) for k in keypoint_counts]
     bad = [k for k in counts if not 1 <= k <= 68]
     if bad:
-        raise ValueError(f'keypoint_counts must lie in 1..68 as in MP-100, got {bad}')
+        raise UserValueError(f'keypoint_counts must lie in 1..68 as in MP-100, got {bad}')
     if images_per_category < 1:
-        raise ValueError(f'images_per_category must be >= 1, got {images_per_category}')
+        raise UserValueError(f'images_per_category must be >= 1, got {images_per_category}')
     rng = np.random.default_rng(seed)
     os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
     lo, hi = int(image_size_range[0]), int(image_size_range[1])
@@ -199,9 +201,11 @@ def make_synthetic_mp100(out_dir: str,
             kpts, bbox = _draw_instance(rng, img, template, skeleton, body_colour,
                                         invisible_ratio, occluded_ratio)
             file_name = f'{name}/{name}_{n:03d}.jpg'
-            if not cv2.imwrite(osp.join(out_dir, 'images', file_name), img,
-                               [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]):
-                raise OSError(f'could not write {osp.join(out_dir, "images", file_name)}')
+            ok, jpeg = cv2.imencode('.jpg', img, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+            if not ok:
+                raise UserRuntimeError(f'could not encode {file_name} as JPEG')
+            with atomic_write(osp.join(out_dir, 'images', file_name)) as f:
+                f.write(jpeg.tobytes())
             img_id += 1
             ann_id += 1
             images.append(dict(id=img_id, file_name=file_name, width=w, height=h))
@@ -225,12 +229,12 @@ def make_synthetic_mp100(out_dir: str,
                 images=[img_by_id[i] for i in used], annotations=anns,
                 categories=[c for c in categories if c['id'] in ids])
             path = osp.join(out_dir, 'annotations', f'mp100_split{s}_{subset}.json')
-            with open(path, 'w') as f:
+            with atomic_write(path, 'w') as f:
                 json.dump(data, f)
             ann_files.append(path)
-        with open(osp.join(out_dir, f'category_splits_split{s}.json'), 'w') as f:
+        with atomic_write(osp.join(out_dir, f'category_splits_split{s}.json'), 'w') as f:
             json.dump(split, f, indent=1)
-    with open(osp.join(out_dir, 'category_splits.json'), 'w') as f:
+    with atomic_write(osp.join(out_dir, 'category_splits.json'), 'w') as f:
         json.dump(splits[1], f, indent=1)
     return dict(
         categories={c['id']: dict(name=c['name'], num_keypoints=len(c['keypoints']))

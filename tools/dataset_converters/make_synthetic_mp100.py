@@ -15,6 +15,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
 from keypose_ext.testing.synthetic_mp100 import (  # noqa: E402
     DEFAULT_KEYPOINT_COUNTS, make_synthetic_mp100, synthetic_summary)
+from keypose_ext.utils.cli import run_main  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -40,8 +41,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except (ValueError, OSError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

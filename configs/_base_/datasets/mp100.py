@@ -35,6 +35,7 @@ train_dataloader = dict(
         num_shots=1,
         num_queries_per_episode=1,
         episodes_per_epoch=10000,
+        seed=0,  # episodes are drawn from (seed, epoch, index)
         pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=16,
@@ -50,6 +51,7 @@ val_dataloader = dict(
         num_shots=1,
         num_queries_per_episode=15,
         episodes_per_category=100,
+        seed=0,  # the fixed episodes are drawn from (seed, category, episode)
         test_mode=True,
         pipeline=val_pipeline))
 # MP-100 protocol: 200 episodes x 15 queries per test category (100 for val).

@@ -13,9 +13,9 @@ model = dict(
         std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
     backbone=dict(
         type='ResNet', depth=50, out_indices=(3, ),
-        # Nothing is downloaded at run time. For ImageNet weights, set in a config that
-        # inherits this one: init_cfg=dict(type='Pretrained', checkpoint='resnet50.pth')
-        init_cfg=None),
+        # ImageNet weights, MMPose's standard: torch hub caches the file in
+        # ~/.cache/torch/hub/checkpoints/ (downloaded once if absent; offline, copy it there).
+        init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')),
     head=dict(
         type='CapeSequenceHead', in_channels=2048, embed_dims=256, num_layers=3,
         num_heads=8, ffn_dims=1024, dropout=0.1,
