@@ -1,7 +1,10 @@
 """`import keypose_ext` registers every component into mmpose's registries, and each
 one builds from a config dict through those registries (default scope 'mmpose')."""
+import types
+
 import pytest
 import torch
+from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapper
 from mmpose import registry as R
 
@@ -78,6 +81,9 @@ CASES = {
     'CapeDataPreprocessor': ('MODELS', lambda d: cape_model_cfg()['data_preprocessor']),
     'DepthKeypointMetric': ('METRICS', lambda d: dict(type='DepthKeypointMetric')),
     'EpisodicPCKMetric': ('METRICS', lambda d: dict(type='EpisodicPCKMetric')),
+    'DeviceResidentTrainLoop': ('LOOPS', lambda d: dict(
+        type='DeviceResidentTrainLoop', max_epochs=1, dataloader=torch.utils.data.DataLoader(
+            R.DATASETS.build(_bottle(d))), runner=types.SimpleNamespace(visualizer=Hook()))),
     'SapiensPhaseSwitchHook': ('HOOKS', lambda d: dict(
         type='SapiensPhaseSwitchHook', switch_epoch=10, phase2=dict(trainable_layers=2))),
     'BottleBoxVisualizer': ('VISUALIZERS', lambda d: dict(

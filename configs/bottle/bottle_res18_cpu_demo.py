@@ -3,9 +3,11 @@
 # 96x96 input, 40 epochs at lr 1e-3. Same model, data pipeline and metrics as the
 # seed's config; only the size and length differ.
 _base_ = ['./bottle_res18_overfit.py']
+from keypose_ext.datasets.bottle_metainfo import NUM_KEYPOINTS  # noqa: E402
 
 input_size = (96, 96)
-codec = dict(type='DepthKeypointCodec', input_size=input_size, depth_scale=1.0)
+codec = dict(type='DepthKeypointCodec', input_size=input_size, depth_scale=1.0,
+             num_keypoints=NUM_KEYPOINTS)
 model = dict(head=dict(decoder=codec))
 
 train_pipeline = [
@@ -22,12 +24,8 @@ test_pipeline = [
     dict(type='PackDepthPoseInputs'),
 ]
 data_root = 'data/bottle_synthetic/'
-train_dataloader = dict(
-    num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(
-    num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+train_dataloader = dict(dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 train_cfg = dict(max_epochs=40, val_interval=10)
