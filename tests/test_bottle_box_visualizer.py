@@ -134,3 +134,84 @@ def test_pose_visualization_hook_show_dir(tmp_path):
     files = os.listdir(out_dir)
     assert files == ['frame_0001_0.png']
     _check_edges(cv2.imread(str(out_dir / files[0])), gt_uv, pred_uv)
+
+
+# ----------------------------------------------------------------- lifted 3D boxes
+K = np.array([[300.0, 0, 180], [0, 300.0, 120], [0, 0, 1]])
+
+
+def _lifted_sample(shift=0.5, noise=0.0, video='v0', frame=0, img_path=None):
+    """A true box 0.8 m ahead and a prediction moved by ``shift`` of its width
+    along its own x axis (3D IoU (1 - s) / (1 + s)); ``noise`` jitters the
+    predicted pixels so the raw keypoints are no box."""
+    from keypose_ext.objectron.box3d import box_from_transformation, project_points
+    rot = np.array([[0.8, 0, 0.6], [0, 1, 0], [-0.6, 0, 0.8]])
+    size = np.array([0.16, 0.24, 0.12])
+    true = box_from_transformation(rot, [0.0, 0.02, 0.8], size)
+    pred = true + rot[:, 0] * size[0] * shift
+    pred_uv = project_points(pred, K) + noise * np.random.default_rng(0).normal(size=(9, 2))
+    s = PoseDataSample(metainfo=dict(img_path=img_path, ori_shape=(240, 360),
+                                     camera_intrinsics=K, video_id=video, frame_index=frame))
+    s.gt_instances = InstanceData(
+        keypoints=project_points(true, K)[None], keypoints_depth=true[None, :, 2],
+        keypoints_3d=true[None], keypoints_visible=np.ones((1, 9)))
+    s.pred_instances = InstanceData(
+        keypoints=pred_uv[None], keypoints_depth=pred[None, :, 2],
+        keypoint_scores=np.ones((1, 9)))
+    return s, true, pred
+
+
+def test_lifted_boxes_top_view_and_iou(tmp_path):
+    from keypose_ext.objectron.box3d import (box_from_transformation, fit_box,
+                                             lift_keypoints, project_points)
+    vis = _build('bottle_vis_lifted')
+    s, true, pred = _lifted_sample(shift=1.25, noise=4.0)  # apart: no edge hides another
+    drawn = vis.add_datasample('f', np.full((240, 360, 3), 40, np.uint8), s,
+                               out_file=str(tmp_path / 'f.png'))
+    bgr = drawn[..., ::-1]
+    lifted = lift_keypoints(s.pred_instances.keypoints[0], s.pred_instances.keypoints_depth[0],
+                            K)
+    fitted_uv = project_points(box_from_transformation(*fit_box(lifted)), K)
+    raw_uv = s.pred_instances.keypoints[0]
+    assert np.abs(fitted_uv - raw_uv).max() > 2  # the two look different
+    _check_edges(bgr, project_points(true, K), fitted_uv)
+    # The top view (bottom-left) shows both boxes.
+    panel = bgr[240 - 76:, :76].reshape(-1, 3)
+    for rgb in (GT_RGB, PRED_RGB):
+        assert (panel == np.array(rgb[::-1], np.uint8)).all(-1).any()
+    [(iou, counted)] = vis.iou_history['v0'].values()
+    assert counted and iou == 0
+    assert os.path.isfile(tmp_path / 'iou_v0.png')
+
+
+def test_show_dir_writes_one_iou_plot_per_video(tmp_path):
+    img_paths = []
+    for i in range(5):
+        img_paths.append(tmp_path / f'v{i % 2}_{i:06d}.png')
+        cv2.imwrite(str(img_paths[-1]), np.full((240, 360, 3), 40, np.uint8))
+    vis = _build('bottle_vis_hook_lifted')
+    hook = PoseVisualizationHook(enable=True, out_dir='vis')
+    runner = SimpleNamespace(
+        work_dir=str(tmp_path), timestamp='ts',
+        test_evaluator=SimpleNamespace(dataset_meta=_metainfo()))
+    samples = [_lifted_sample(shift=0.1 * i, video=f'v{i % 2}', frame=i,
+                              img_path=str(p))[0] for i, p in enumerate(img_paths)]
+    hook.after_test_iter(runner, 0, {}, samples[:3])
+    hook.after_test_iter(runner, 1, {}, samples[3:])
+    files = sorted(os.listdir(tmp_path / 'ts' / 'vis'))
+    assert files == ['iou_v0.png', 'iou_v1.png'] + sorted(
+        f'{p.stem}_0.png' for p in img_paths)
+    assert sorted(vis.iou_history['v0']) == [0, 2, 4]
+    ious = [vis.iou_history['v0'][f][0] for f in (0, 2, 4)]
+    np.testing.assert_allclose(ious, [(1 - s) / (1 + s) for s in (0, 0.2, 0.4)], atol=1e-6)
+    plot = cv2.imread(str(tmp_path / 'ts' / 'vis' / 'iou_v0.png'))
+    assert plot.shape == (240, 480, 3)
+    assert (plot == (200, 0, 200)).all(-1).sum() > 20  # the IoU curve
+
+
+def test_box_behind_the_camera_is_skipped():
+    vis = _build('bottle_vis_behind')
+    s, _, _ = _lifted_sample()
+    s.pred_instances.keypoints_depth = -s.pred_instances.keypoints_depth
+    drawn = vis.add_datasample('f', np.zeros((240, 360, 3), np.uint8), s)
+    assert drawn.shape == (240, 360, 3)

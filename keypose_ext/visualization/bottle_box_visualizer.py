@@ -1,19 +1,31 @@
 """Draw the true and the predicted 3D-box wireframes on one frame."""
-from typing import Optional, Sequence, Tuple
+import os.path as osp
+from typing import Dict, Optional, Sequence, Tuple
 
+import cv2
 import mmcv
 import numpy as np
 from mmengine.dist import master_only
 from mmpose.registry import VISUALIZERS
 from mmpose.structures import PoseDataSample
+from mmpose.utils.tensor_utils import to_numpy
 
+from keypose_ext.objectron.box3d import (box_from_transformation, fit_box, lift_keypoints,
+                                         project_points)
+from keypose_ext.objectron.box_evaluation import is_evaluated
+from keypose_ext.objectron.iou3d import box_iou_3d
+from keypose_ext.utils.errors import UserValueError
 from .keypose_local_visualizer import KeyposeLocalVisualizer
 
 
 def _np(x) -> np.ndarray:
     if hasattr(x, 'detach'):
-        x = x.detach().cpu().numpy()
+        x = to_numpy(x)
     return np.asarray(x, dtype=np.float64)
+
+
+def _safe_name(text: str) -> str:
+    return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in str(text)) or 'video'
 
 
 @VISUALIZERS.register_module()
@@ -28,8 +40,18 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
 
     mmpose's ``PoseVisualizationHook`` always calls ``add_datasample`` with
     ``draw_gt=False``; with ``overlay_gt=True`` (default) the truth is drawn
-    anyway, so ``tools/test.py --show-dir`` frames show both boxes. Use it in
-    a config as::
+    anyway, so ``tools/test.py --show-dir`` frames show both boxes.
+
+    When the data sample carries ``camera_intrinsics`` (3, 3) (packed from
+    ``ObjectronMultiVideoDataset``) and the instances ``keypoints_depth``,
+    the boxes drawn are the *lifted* ones: keypoints + depths back-projected
+    into camera coordinates, fitted with Objectron's 9-DoF box fit (the box
+    its 3D IoU measures) and projected again; the truth uses
+    ``keypoints_3d`` when packed. A top view (camera x right, depth up) of
+    both boxes goes in the bottom-left corner, the 3D IoU in the legend, and
+    ``iou_<video_id>.png`` next to the written frames plots the IoU of every
+    drawn frame of that video over its frame index (hollow grey: frames
+    Objectron's evaluation leaves out). Use it in a config as::
 
         visualizer = dict(type='BottleBoxVisualizer',
                           vis_backends=[dict(type='LocalVisBackend')],
@@ -46,6 +68,9 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
         bbox_color (tuple[int] | str): Colour of the crop box, drawn (1 px)
             when the caller passes ``draw_bbox=True`` as the hook does; white
             so it is not mistaken for either wireframe.
+        lift_boxes (bool): Draw lifted 3D boxes, the top view and the IoU
+            when intrinsics are known (see above).
+        iou_plot (bool): Write the per-video IoU plot next to ``out_file``.
         **kwargs: Passed to :class:`KeyposeLocalVisualizer` (mmpose's ``PoseLocalVisualizer``).
     """
 
@@ -58,6 +83,8 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
                  line_width: int = 2,
                  radius: int = 4,
                  bbox_color=(255, 255, 255),
+                 lift_boxes: bool = True,
+                 iou_plot: bool = True,
                  **kwargs) -> None:
         super().__init__(
             name=name,
@@ -68,12 +95,16 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
         for field, color in (('gt_color', gt_color),
                              ('pred_color', pred_color)):
             if len(color) != 3 or not all(0 <= int(c) <= 255 for c in color):
-                raise ValueError(f'BottleBoxVisualizer: `{field}` must be an '
+                raise UserValueError(f'BottleBoxVisualizer: `{field}` must be an '
                                  f'RGB tuple of 0..255 ints, got {color!r}.')
         self.gt_color = tuple(int(c) for c in gt_color)
         self.pred_color = tuple(int(c) for c in pred_color)
         self.overlay_gt = overlay_gt
         self.show_depth = show_depth
+        self.lift_boxes = lift_boxes
+        self.iou_plot = iou_plot
+        # video id -> {frame index: (3D IoU, counted by Objectron)}
+        self.iou_history: Dict[str, Dict[int, Tuple[float, bool]]] = {}
 
     def _draw_boxes(self, instances, color: Tuple[int, int, int],
                     score_key: str, kpt_thr: float, label: str) -> None:
@@ -92,7 +123,7 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
             ok = (scores[i] >= kpt_thr) & np.isfinite(keypoints[i]).all(-1)
             for a, b in self.skeleton:
                 if a >= k or b >= k:
-                    raise ValueError(
+                    raise UserValueError(
                         f'BottleBoxVisualizer: skeleton link ({a}, {b}) '
                         f'refers past the {k} keypoints of the {label} '
                         'instances; check the dataset metainfo.')
@@ -157,6 +188,119 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
                 bboxes=[dict(facecolor='black', alpha=0.6, pad=0.5,
                              edgecolor='none')])
 
+    # ------------------------------------------------------- lifted boxes
+    def _lift(self, data_sample: PoseDataSample) -> dict:
+        """``{'true': (N, 9, 3), 'pred': (N, 9, 3)}`` camera-frame boxes (each
+        fitted with Objectron's 9-DoF fit), plus ``'K'``; empty without
+        intrinsics or depths."""
+        k = data_sample.metainfo.get('camera_intrinsics')
+        if k is None:
+            return {}
+        k = _np(k).reshape(3, 3)
+        out = dict(K=k)
+        for label, group in (('true', 'gt_instances'), ('pred', 'pred_instances')):
+            inst = data_sample.get(group)
+            if inst is None or 'keypoints' not in inst:
+                continue
+            kpts = _np(inst.keypoints)[..., :2]
+            if label == 'true' and 'keypoints_3d' in inst:
+                points = _np(inst.keypoints_3d).reshape(kpts.shape[:2] + (3, ))
+            elif 'keypoints_depth' in inst:
+                points = lift_keypoints(kpts, _np(inst.keypoints_depth).reshape(kpts.shape[:2]),
+                                        k)
+            else:
+                continue
+            if points.shape[1] != 9 or not np.isfinite(points).all():
+                continue
+            out[label] = np.stack([box_from_transformation(*fit_box(p)) for p in points])
+        return out if len(out) > 1 else {}
+
+    @staticmethod
+    def _as_drawn(instances, boxes: Optional[np.ndarray], k: Optional[np.ndarray]):
+        """``instances`` with ``keypoints`` replaced by the projection of
+        the lifted boxes (NaN behind the camera, so those edges are skipped)."""
+        if boxes is None:
+            return instances
+        pixels = project_points(boxes, k)
+        pixels[boxes[..., 2] <= 1e-6] = np.nan
+        drawn = instances.clone()
+        drawn.keypoints = pixels
+        return drawn
+
+    def _draw_top_view(self, boxes) -> None:
+        """Both boxes seen from above (x right, depth up) in the bottom-left corner."""
+        boxes = [(b[0], c) for b, c in boxes if b is not None]
+        if not boxes:
+            return
+        size = int(max(48, min(self.width, self.height) * 0.3))
+        x0, y1 = 4, self.height - 4
+        self.draw_bboxes(np.array([[x0, y1 - size, x0 + size, y1]]), edge_colors='white',
+                         face_colors='black', alpha=0.6, line_widths=1)
+        xz = np.concatenate([b[:, [0, 2]] for b, _ in boxes])
+        centre = (xz.max(0) + xz.min(0)) / 2
+        half = max(float(np.abs(xz - centre).max()) * 1.25, 1e-3)
+
+        def to_panel(p):
+            return (x0 + size / 2 + (p[..., 0] - centre[0]) / half * size / 2,
+                    y1 - size / 2 - (p[..., 1] - centre[1]) / half * size / 2)
+
+        for box, color in boxes:
+            u, v = to_panel(box[:, [0, 2]])
+            for a, b in self.skeleton:
+                # int64: mmpose's opencv backend hands the values to cv2.line as is.
+                self.draw_lines(np.rint([u[a], u[b]]).astype(np.int64),
+                                np.rint([v[a], v[b]]).astype(np.int64), colors=color,
+                                line_widths=1)
+
+    def _update_iou_plot(self, data_sample: PoseDataSample, true_box: np.ndarray, iou: float,
+                         k: np.ndarray, folder: str) -> None:
+        """Record this frame's IoU and redraw ``iou_<video_id>.png`` in ``folder``."""
+        meta = data_sample.metainfo
+        video = str(meta.get('video_id', 'video'))
+        frame = meta.get('frame_index')
+        history = self.iou_history.setdefault(video, {})
+        frame = len(history) if frame is None else int(frame)
+        wh = np.array([meta['ori_shape'][1], meta['ori_shape'][0]], np.float64) \
+            if 'ori_shape' in meta else np.array([2 * k[0, 2], 2 * k[1, 2]])
+        centre = project_points(true_box[:1], k)[0] / wh
+        counted = is_evaluated(float(meta.get('objectron_visibility', 1.0)), centre,
+                               true_box[0, 2])
+        history[frame] = (float(iou), counted)
+        mmcv.imwrite(self._plot(video, history),
+                     osp.join(folder, f'iou_{_safe_name(video)}.png'))
+
+    @staticmethod
+    def _plot(video: str, history: Dict[int, Tuple[float, bool]]) -> np.ndarray:
+        """A 480 x 240 BGR line plot of 3D IoU over frame index."""
+        w, h, left, right, top, bottom = 480, 240, 40, 10, 28, 26
+        img = np.full((h, w, 3), 255, np.uint8)
+        frames = sorted(history)
+        lo, hi = frames[0], max(frames[-1], frames[0] + 1)
+
+        def xy(frame, value):
+            return (int(left + (frame - lo) / (hi - lo) * (w - left - right)),
+                    int(h - bottom - value * (h - top - bottom)))
+
+        for value in (0.0, 0.5, 1.0):  # grid: IoU 0, Objectron's 0.5, 1
+            cv2.line(img, xy(lo, value), xy(hi, value), (210, 210, 210), 1)
+            cv2.putText(img, f'{value:.1f}', (4, xy(lo, value)[1] + 4),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+        points = [xy(f, history[f][0]) for f in frames]
+        if len(points) > 1:
+            cv2.polylines(img, [np.array(points, np.int32)], False, (200, 0, 200), 1,
+                          cv2.LINE_AA)
+        for f, p in zip(frames, points):
+            counted = history[f][1]
+            cv2.circle(img, p, 3, (200, 0, 200) if counted else (150, 150, 150),
+                       -1 if counted else 1, cv2.LINE_AA)
+        mean = np.mean([v for v, c in history.values() if c]) if any(
+            c for _, c in history.values()) else float('nan')
+        cv2.putText(img, f'{video[:40]}: 3D IoU per frame (mean {mean:.3f})', (left, 18),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(img, f'frame {lo}..{hi}', (left, h - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+        return img
+
     @master_only
     def add_datasample(self,
                        name: str,
@@ -186,11 +330,12 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
             np.ndarray: The drawn RGB image.
         """
         if not self.skeleton:
-            raise ValueError(
+            raise UserValueError(
                 'BottleBoxVisualizer: no skeleton links; call '
                 'set_dataset_meta() with a metainfo that has `skeleton_info` '
                 '(the runner does this from the dataset metainfo).')
         self.set_image(image.copy())
+        lifted = self._lift(data_sample) if self.lift_boxes else {}
         legend = []
         if (draw_gt or self.overlay_gt) and 'gt_instances' in data_sample:
             gt = data_sample.gt_instances
@@ -200,17 +345,28 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
                     edge_colors=self.bbox_color,
                     line_widths=1)
             if 'keypoints' in gt:
-                self._draw_boxes(gt, self.gt_color, 'keypoints_visible',
-                                 kpt_thr, 'true')
+                self._draw_boxes(self._as_drawn(gt, lifted.get('true'), lifted.get('K')), self.gt_color,
+                                 'keypoints_visible', kpt_thr, 'true')
                 legend.append(('true', self.gt_color))
+        iou = None
         if draw_pred and 'pred_instances' in data_sample:
             pred = data_sample.pred_instances
             if 'keypoints' in pred:
-                self._draw_boxes(pred, self.pred_color, 'keypoint_scores',
-                                 kpt_thr, 'pred')
-                legend.append(('pred', self.pred_color))
+                self._draw_boxes(self._as_drawn(pred, lifted.get('pred'), lifted.get('K')), self.pred_color,
+                                 'keypoint_scores', kpt_thr, 'pred')
+                text = 'pred'
+                if lifted.get('true') is not None and lifted.get('pred') is not None:
+                    iou = box_iou_3d(lifted['pred'][0], lifted['true'][0])
+                    text = f'pred  3D IoU {iou:.2f}'
+                legend.append((text, self.pred_color))
+        if lifted:
+            self._draw_top_view([(lifted.get('true'), self.gt_color),
+                                 (lifted.get('pred'), self.pred_color)])
         self._draw_legend(legend)
         drawn_img = self.get_image()
+        if iou is not None and self.iou_plot and out_file is not None:
+            self._update_iou_plot(data_sample, lifted['true'][0], iou, lifted['K'],
+                                  osp.dirname(out_file))
 
         if show:
             self.show(drawn_img, win_name=name, wait_time=wait_time)
