@@ -1,57 +1,41 @@
 """Shared helpers of the Sapiens tests: a tiny traced ViT and a tiny stage-1 config."""
 import os.path as osp
-import warnings
-
-import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY_ARCH = dict(embed_dims=32, num_layers=3, num_heads=4, feedforward_channels=64)
+TINY_DECODER = dict(decoder_depth=1, decoder_embed_dim=16, decoder_num_heads=4)
 
 
-class TinyMAE(torch.nn.Module):
-    """What Meta traced: a module whose ``backbone`` is the mmpretrain ViT."""
+def make_tiny_trace(path, arch=TINY_ARCH, img_size=64, mae=True, seed=0):
+    """A tiny TorchScript file; returns ``(path, eager model that was traced)``.
 
-    def __init__(self, arch=TINY_ARCH, img_size=64, with_cls_token=False, seed=0):
-        super().__init__()
-        from mmpretrain.models.backbones import VisionTransformer
-        torch.manual_seed(seed)
-        self.backbone = VisionTransformer(
-            arch=dict(arch), img_size=img_size, patch_size=16, qkv_bias=True,
-            final_norm=True, with_cls_token=with_cls_token, out_type='featmap',
-            norm_cfg=dict(type='LN', eps=1e-6))
-        with torch.no_grad():
-            self.backbone.pos_embed.normal_(0, 0.5)
-            if with_cls_token:
-                self.backbone.cls_token.normal_(0, 0.5)
-        self.eval()
-
-    def forward(self, x):
-        return self.backbone(x)
-
-
-def make_tiny_trace(path, arch=TINY_ARCH, img_size=64, with_cls_token=False, seed=0):
-    """``torch.jit.trace`` a tiny Sapiens-structured encoder; returns (path, eager)."""
-    model = TinyMAE(arch, img_size, with_cls_token, seed)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        torch.jit.trace(model, torch.randn(1, 3, img_size, img_size)).save(str(path))
-    return str(path), model
+    ``mae=True``: Meta's structure (mmpretrain MAE: cls token, decoder ``neck.*``,
+    preprocessor buffers); ``mae=False``: a plain ViT without cls token.
+    """
+    from keypose_ext.testing.sapiens_trace import (build_plain_encoder, build_sapiens_mae,
+                                                   trace_to_file)
+    model = (build_sapiens_mae(dict(arch), img_size, seed=seed, **TINY_DECODER) if mae
+             else build_plain_encoder(dict(arch), img_size, seed=seed))
+    return trace_to_file(model, str(path), img_size), model
 
 
 def write_tiny_stage1_config(tmp_path, checkpoint, data_root, switch_epoch=1,
-                             max_epochs=3, trainable_layers=1, extra=''):
+                             max_epochs=3, phase2=None, extra=''):
     """A config inheriting configs/sapiens/stage1_gtx1650.py as the variants do,
-    shrunk to a 3-block 32-dim ViT at 64x48 (H x W) on a synthetic COCO set."""
+    shrunk to a 3-block 32-dim ViT at 64x48 (H x W) on a synthetic COCO set; phase 2
+    is the base config's LoRA route unless ``phase2`` says otherwise."""
+    phase2 = phase2 or dict(mode='lora', with_cp=True)
     base = osp.join(ROOT, 'configs', 'sapiens', 'stage1_gtx1650.py')
     text = f'''
 _base_ = [{base!r}]
 codec = dict(type='UDPHeatmap', input_size=(48, 64), heatmap_size=(12, 16), sigma=1.5)
 model = dict(
-    backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r}), img_size=(64, 48),
+    backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r}), img_size=codec['input_size'][::-1],
                   checkpoint={str(checkpoint)!r}),
     head=dict(in_channels=32, deconv_out_channels=(16, 16), decoder=codec))
 custom_hooks = [dict(type='SapiensPhaseSwitchHook', switch_epoch={switch_epoch},
-                     phase2=dict(trainable_layers={trainable_layers}, with_cp=True))]
+                     phase2={phase2!r}),
+                dict(type='SapiensLoRAMergeHook')]
 train_pipeline = [
     dict(type='LoadImage'), dict(type='GetBBoxCenterScale'),
     dict(type='RandomFlip', direction='horizontal'),

@@ -3,37 +3,88 @@ import json
 import os.path as osp
 
 import pytest
+from mmengine.config import Config
 from sapiens_test_utils import ROOT
 
-from keypose_ext.models.backbones.sapiens_torchscript_backbone import SAPIENS_ARCHS
 from keypose_ext.utils import sapiens_memory_estimate as mem
+from keypose_ext.utils.sapiens_archs import SAPIENS_ARCHS
 
 ARCH = SAPIENS_ARCHS['sapiens_1b']
+HEAD = dict(deconv_out_channels=(256, 256), deconv_kernel_sizes=(4, 4), conv_out_channels=(),
+            conv_kernel_sizes=(), out_channels=17)
+
+
+def _cfg(name):
+    return Config.fromfile(osp.join(ROOT, 'configs', 'sapiens', name))
 
 
 def test_sapiens_1b_size():
     counts = mem.vit_param_counts(ARCH, (24, 18))
     assert counts['total'] / 1e9 == pytest.approx(1.13, abs=0.01)
     assert counts['total'] * 4 / 1e9 == pytest.approx(4.5, abs=0.1)  # fp32 bytes
+    # rank-8 adapters on qkv, proj, fc1, fc2 of 40 blocks
+    assert 40 * mem.lora_params_per_block(ARCH, 8) == 40 * 8 * (
+        (1536 + 4608) + (1536 + 1536) + (1536 + 6144) + (6144 + 1536))
 
 
-def test_estimates_move_the_right_way():
-    e = lambda *a, **k: mem.estimate_phase_memory(ARCH, *a, **k)['total']  # noqa: E731
-    assert e((384, 288), 2, 0) < e((384, 288), 2, 1) < e((384, 288), 2, 2)
-    assert e((384, 288), 2, 2) < e((384, 288), 4, 2) and e((320, 240), 2, 2) < e((384, 288), 2, 2)
-    assert e((384, 288), 8, 4, with_cp=True) < e((384, 288), 8, 4, with_cp=False)
-    assert e((384, 288), 2, 0, frozen_dtype_bytes=4) > e((384, 288), 2, 0) + 2 * mem.GiB
-    full = mem.estimate_phase_memory(ARCH, (384, 288), 2, -1, 4)
-    assert full['frozen weights'] == 0
-    assert full['AdamW state'] == pytest.approx(8 * 1.134e9, rel=0.02)
+def test_estimates_move_the_right_way_and_count_context_and_autocast():
+    def e(*a, **k):
+        return mem.estimate_memory(ARCH, *a, head=HEAD, **k)['total']
+
+    hw = (384, 288)
+    assert e(hw, 2, 'frozen') < e(hw, 2, 'last_blocks', 1) < e(hw, 2, 'last_blocks', 2)
+    assert e(hw, 2, 'last_blocks', 2) < e(hw, 4, 'last_blocks', 2)
+    assert e((320, 240), 2, 'lora', lora_rank=8) < e(hw, 2, 'lora', lora_rank=8)
+    assert e(hw, 8, 'last_blocks', 4, with_cp=True) < e(hw, 8, 'last_blocks', 4)
+    assert e(hw, 2, 'frozen', frozen_dtype_bytes=4) > e(hw, 2, 'frozen') + 2 * mem.GiB
+    full = mem.estimate_memory(ARCH, hw, 2, 'full', frozen_dtype_bytes=4, head=HEAD)
+    assert full['frozen weights'] == 0 and full['CUDA context'] == mem.CUDA_CONTEXT_BYTES
+    assert full['AdamW state'] == pytest.approx(8 * 1.141e9, rel=0.02)
+    assert full['autocast fp16 weight copies'] == full['params_trainable'] * 2
+    assert full['total'] == full['reserved'] + mem.CUDA_CONTEXT_BYTES
+    # LoRA back-propagates through all 40 blocks: more activations than 2 blocks
+    lora = mem.estimate_memory(ARCH, hw, 2, 'lora', lora_rank=8, with_cp=True, head=HEAD)
+    last2 = mem.estimate_memory(ARCH, hw, 2, 'last_blocks', 2, with_cp=True, head=HEAD)
+    assert lora['activations (backbone)'] > last2['activations (backbone)']
+    assert lora['params_trainable'] < last2['params_trainable'] / 3
+    off = mem.estimate_memory(ARCH, hw, 2, 'full', offload=True, with_cp=True, head=HEAD)
+    assert off['total'] < 2 * mem.GiB and off['host_bytes'] == pytest.approx(16 * 1.148e9,
+                                                                              rel=0.02)
 
 
-def test_suggestions_for_4gb_and_too_small():
-    sug = mem.suggest_settings(ARCH, 4 * mem.GiB, resolutions=[(384, 288)])
-    assert sug and all(s['phase2_bytes'] <= mem.allocator_budget(4 * mem.GiB) for s in sug)
-    assert sug[0]['trainable_layers'] == 2 and sug[0]['batch_size'] * \
-        sug[0]['accumulative_counts'] == 32
-    assert mem.suggest_settings(ARCH, 2 * mem.GiB) == []  # fp16 weights alone are 2.1 GiB
+def test_plan_is_read_from_the_config():
+    plan = mem.plan_from_config(_cfg('stage1_gtx1650.py'))
+    assert plan['input_hw'] == (384, 288) and plan['batch_size'] == 2
+    assert plan['accumulative_counts'] == 16 and plan['amp'] and plan['fused_optimizer']
+    assert plan['phase2'] == dict(mode='lora', trainable_layers=0, with_cp=True)
+    assert plan['lora_rank'] == 8 and plan['head']['deconv_out_channels'] == (256, 256)
+    # a head the config changes changes the estimate (nothing hard-coded)
+    cfg = _cfg('stage1_gtx1650.py')
+    cfg.model.head.deconv_out_channels = (768, 768)
+    cfg.model.head.conv_out_channels, cfg.model.head.conv_kernel_sizes = (768, 768), (1, 1)
+    assert mem.estimate_config(cfg)['phase 1']['total'] > \
+        mem.estimate_plan(plan)['phase 1']['total'] + 0.2 * mem.GiB
+    off = mem.plan_from_config(_cfg('stage1_gtx1650_full_offload.py'))
+    assert off['offload'] and off['switch_epoch'] == 0 and mem.route_of_plan(off) == \
+        'full_offload'
+    assert list(mem.estimate_plan(off)) == ['phase 2']
+
+
+def test_4gb_routes():
+    budget = mem.gpu_budget(4 * mem.GiB)
+    for name in ('stage1_gtx1650.py', 'stage1_minimal.py', 'stage1_gtx1650_last2.py',
+                 'stage1_gtx1650_full_offload.py'):
+        assert all(e['total'] <= budget for e in mem.estimate_config(_cfg(name)).values()), \
+            name
+    assert mem.estimate_config(_cfg('stage1_a100.py'))['phase 2']['total'] > 4 * budget
+    rows = {r['route']: r for r in mem.fitting_settings(
+        mem.plan_from_config(_cfg('stage1_gtx1650.py')), 4 * mem.GiB)}
+    assert rows['lora']['batch_size'] >= 2 and rows['full']['batch_size'] is None
+    assert rows['full_offload']['host_bytes'] > 16 * mem.GiB
+    assert all(r['batch_size'] * r['accumulative_counts'] == 32
+               for r in rows.values() if r['batch_size'])
+    assert mem.fitting_settings(mem.plan_from_config(_cfg('stage1_gtx1650.py')),
+                                2 * mem.GiB, routes=['lora'])[0]['batch_size'] is None
 
 
 def _check_env():
@@ -44,23 +95,28 @@ def _check_env():
     return mod
 
 
-def test_check_env_reports_phases_and_fixes(capsys, monkeypatch):
+def test_check_env_reports_routes_and_measured_figures(capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)
     tool = _check_env()
-    assert tool.main(['--gpu-mem-gib', '4']) == 0
+    measured = tmp_path / 'measured.json'
+    measured.write_text(json.dumps(dict(gpu='NVIDIA H200', limit_gib=4, cuda_context_gib=0.5,
+                                        rows=[dict(route='lora', phase='phase 2', batch_size=4,
+                                                   arch='sapiens_1b', input_hw=[384, 288],
+                                                   status='ok', max_reserved_gib=2.9,
+                                                   s_per_iter=0.4)])))
+    assert tool.main(['--gpu-mem-gib', '4', '--measured', str(measured)]) == 0
     out = capsys.readouterr().out
-    assert 'phase 1 (frozen backbone): ~2.' in out and 'phase 2 (fine-tuning): ~3.' in out
-    assert 'DOES NOT FIT' not in out and 'settings that fit' in out
-    assert '--cfg-options train_dataloader.batch_size=' in out
-    assert tool.main(['--gpu-mem-gib', '3', '--config',
-                      'configs/sapiens/stage1_gtx1650.py']) == 1
-    out = capsys.readouterr().out
-    assert 'phase 2 (fine-tuning): ~3.34 GiB peak DOES NOT FIT' in out
-    assert 'configs/sapiens/stage1_minimal.py' in out or 'trains 1 block' in out
+    assert "phase-2 route 'lora'" in out and 'phase 1: ~2.' in out and 'phase 2: ~3.' in out
+    assert 'DOES NOT FIT' not in out and 'CUDA context' in out
+    assert 'lora          batch 4 x 8' in out
+    assert 'measured 2.90 GiB reserved + 0.50 context = 3.40 GiB (NVIDIA H200' in out
+    assert 'full_offload' in out and 'host ~17.' in out
+    assert 'full          does not fit' in out
+    assert tool.main(['--gpu-mem-gib', '3', '--measured', str(tmp_path / 'none.json')]) == 1
+    assert 'phase 2: ~3.23 GiB DOES NOT FIT' in capsys.readouterr().out
     assert tool.main(['--gpu-mem-gib', '4', '--json', '--config',
                       'configs/sapiens/stage1_a100.py']) == 1
     report = json.loads(capsys.readouterr().out)
-    assert report['fits'] == {'phase 1 (frozen backbone)': False,
-                              'phase 2 (fine-tuning)': False}
+    assert report['fits'] == {'phase 1': False, 'phase 2': False} and report['route'] == 'full'
     assert any('download_coco.py' in line for line in report['data']) or \
         all(line.startswith('ok') for line in report['data'])

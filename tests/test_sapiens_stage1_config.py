@@ -7,14 +7,16 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import torch
 from mmengine.config import Config
 from sapiens_test_utils import ROOT, make_tiny_trace, write_tiny_stage1_config
 
 from keypose_ext.testing.synthetic_coco import make_synthetic_coco
-from keypose_ext.models.backbones.sapiens_torchscript_backbone import SAPIENS_ARCHS
-from keypose_ext.utils import sapiens_memory_estimate as mem
+from keypose_ext.utils.sapiens_archs import SAPIENS_ARCHS
 
 CFG_DIR = osp.join(ROOT, 'configs', 'sapiens')
+VARIANTS = ('stage1_gtx1650.py', 'stage1_minimal.py', 'stage1_a100.py',
+            'stage1_gtx1650_last2.py', 'stage1_gtx1650_full_offload.py')
 
 
 def _load(name):
@@ -31,15 +33,14 @@ def test_gtx1650_config_has_the_seed_settings():
     assert tuple(head.decoder.heatmap_size) == (72, 96)
     assert head.decoder.type == 'UDPHeatmap' and head.type == 'HeatmapHead'
     assert head.in_channels == SAPIENS_ARCHS['sapiens_1b']['embed_dims']
-    affine = [t for t in cfg.train_dataloader.dataset.pipeline if t.type == 'TopdownAffine']
-    assert tuple(affine[0].input_size) == (288, 384) and affine[0].use_udp
     assert cfg.train_dataloader.batch_size == 2 and cfg.train_dataloader.num_workers == 2
-    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
-    assert cfg.optim_wrapper.accumulative_counts == 16
+    assert 'Amp' in cfg.optim_wrapper.type and cfg.optim_wrapper.accumulative_counts == 16
     assert cfg.optim_wrapper.optimizer.lr == 5e-4
-    hook = cfg.custom_hooks[0]
+    hook, merge = cfg.custom_hooks
     assert hook.type == 'SapiensPhaseSwitchHook' and hook.switch_epoch == 10
-    assert bb.trainable_layers == 0  # built in phase 1
+    assert hook.phase2.mode == 'lora' and bb.lora.rank == 8  # the 4 GB route
+    assert merge.type == 'SapiensLoRAMergeHook'
+    assert bb.trainable_layers == 0 and bb.frozen_dtype == 'float16'  # built in phase 1
     assert cfg.train_cfg.max_epochs == 110
     warmup, cosine = cfg.param_scheduler
     assert warmup.type == 'LinearLR' and warmup.end <= 10
@@ -50,69 +51,113 @@ def test_gtx1650_config_has_the_seed_settings():
     assert cfg.val_evaluator.type == 'CocoMetric'
     assert cfg.train_dataloader.dataset.ann_file.endswith('person_keypoints_train2017.json')
     assert cfg.train_dataloader.dataset.data_prefix.img == 'images/train2017/'
+    types = [t.type for t in cfg.train_dataloader.dataset.pipeline]
+    # Meta's augmentation after the affine crop, before the targets
+    assert types.index('TopdownAffine') < types.index('PhotometricDistortion') < \
+        types.index('Albumentation') < types.index('GenerateTarget')
 
 
-def test_variants_inherit_and_change_only_their_settings():
+@pytest.mark.parametrize('name', VARIANTS)
+def test_sizes_come_from_the_codec(name):
+    cfg = _load(name)
+    w, h = cfg.model.head.decoder.input_size
+    assert tuple(cfg.model.backbone.img_size) == (h, w)
+    assert tuple(cfg.model.head.decoder.heatmap_size) == (w // 4, h // 4)
+    for loader in (cfg.train_dataloader, cfg.val_dataloader):
+        assert all(tuple(t.input_size) == (w, h) for t in loader.dataset.pipeline
+                   if t.type == 'TopdownAffine')
+    assert cfg.optim_wrapper.optimizer.lr == 5e-4
+
+
+def test_variants_change_only_their_settings():
     a100, minimal = _load('stage1_a100.py'), _load('stage1_minimal.py')
     assert tuple(a100.model.backbone.img_size) == (512, 384)
-    assert tuple(a100.model.head.decoder.heatmap_size) == (96, 128)
     assert a100.train_dataloader.batch_size == 32 and a100.optim_wrapper.accumulative_counts == 1
-    assert a100.custom_hooks[0].phase2.trainable_layers == -1
+    assert a100.custom_hooks[0].phase2.mode == 'full' and a100.model.backbone.lora is None
     assert tuple(minimal.model.backbone.img_size) == (320, 240)
-    assert tuple(minimal.model.head.decoder.heatmap_size) == (60, 80)
     assert minimal.train_dataloader.batch_size == 1
     assert minimal.optim_wrapper.accumulative_counts == 32
-    for cfg in (a100, minimal):
-        w, h = cfg.model.head.decoder.input_size
-        assert tuple(cfg.model.backbone.img_size) == (h, w)
-        assert all(tuple(t.input_size) == (w, h) for t in
-                   cfg.val_dataloader.dataset.pipeline if t.type == 'TopdownAffine')
-        assert cfg.optim_wrapper.optimizer.lr == 5e-4 and cfg.train_cfg.max_epochs == 110
+    last2 = _load('stage1_gtx1650_last2.py')
+    assert last2.custom_hooks[0].phase2 == dict(mode='last_blocks', trainable_layers=2,
+                                                with_cp=True)
+    assert last2.model.backbone.lora is None
+    off = _load('stage1_gtx1650_full_offload.py')
+    assert off.runner_type == 'FlexibleRunner' and off.strategy.type == 'FSDPStrategy'
+    assert off.strategy.model_wrapper.cpu_offload is True
+    assert off.custom_hooks[0].switch_epoch == 0 and off.model.backbone.frozen_dtype is None
+    assert off.model.backbone.checkpoint is None and off.optim_wrapper.use_fsdp
 
 
-def test_4gb_configs_fit_by_the_estimate_and_full_finetuning_does_not():
-    arch = SAPIENS_ARCHS['sapiens_1b']
-    budget = mem.allocator_budget(4 * mem.GiB)
-    for name in ('stage1_gtx1650.py', 'stage1_minimal.py'):
-        cfg = _load(name)
-        hw, bs = tuple(cfg.model.backbone.img_size), cfg.train_dataloader.batch_size
-        p1 = mem.estimate_phase_memory(arch, hw, bs, 0, 2)
-        n = cfg.custom_hooks[0].phase2.trainable_layers
-        p2 = mem.estimate_phase_memory(arch, hw, bs, n, 2, with_cp=True)
-        assert p1['total'] < p2['total'] <= budget, name
-    # the seed's literal phase 2 (everything trainable, batch 2) cannot fit 4 GB
-    assert mem.estimate_phase_memory(arch, (384, 288), 2, -1, 4,
-                                     with_cp=True)['total'] > 4 * budget
+def test_meta_augmentation_runs_on_a_coco_sample(tmp_path):
+    pytest.importorskip('albumentations')
+    from mmengine.dataset import Compose
+    from mmengine.registry import init_default_scope
+
+    import keypose_ext  # noqa: F401
+    from mmpose.registry import DATASETS
+    init_default_scope('mmpose')
+    make_synthetic_coco(str(tmp_path), dict(train=2), image_size=(320, 240))
+    cfg = _load('stage1_gtx1650.py')
+    ds = cfg.train_dataloader.dataset
+    pipeline = Compose(ds.pipeline)
+    dataset = DATASETS.build(dict(ds, data_root=str(tmp_path), pipeline=[]))
+    np.random.seed(0)
+    out = pipeline(dataset[0])
+    assert tuple(out['inputs'].shape) == (3, 384, 288)
+    assert out['data_samples'].gt_fields.heatmaps.shape == (17, 96, 72)
+    # one coarse-dropout hole of 20-40 % of each side: a block of exact zeros
+    zero = (out['inputs'] == 0).all(0).numpy()
+    assert 0.04 * 384 * 288 <= zero.sum() <= 0.2 * 384 * 288
 
 
-def test_tiny_training_then_tools_test_reports_ap_and_draws(tmp_path):
-    from mmengine.runner import Runner
+def _predict(model, img):
+    from mmpose.apis import inference_topdown
+    return inference_topdown(model, img, bboxes=np.array([[5, 5, 150, 110]]))[0] \
+        .pred_instances.keypoints
+
+
+@pytest.mark.slow
+def test_tiny_training_then_merged_checkpoint_in_tools_test_and_init_model(tmp_path):
+    from mmpose.apis import init_model
+
+    from keypose_ext.utils.cli import build_runner
+    from keypose_ext.utils.safe_checkpoint_globals import mmengine_checkpoint_globals
     ckpt, _ = make_tiny_trace(tmp_path / 'tiny.pt2')
     make_synthetic_coco(str(tmp_path / 'coco'))
     cfg_path = write_tiny_stage1_config(tmp_path, ckpt, tmp_path / 'coco', switch_epoch=1,
-                                        max_epochs=1)
+                                        max_epochs=2)
     cfg = Config.fromfile(cfg_path)
     cfg.work_dir = str(tmp_path / 'work')
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.train()
     logs = runner.message_hub.log_scalars
-    assert np.isfinite(logs['train/loss'].current())
-    assert 'val/coco/AP' in logs
-    ckpt_path = osp.join(cfg.work_dir, 'epoch_1.pth')
-    test_tool = osp.join(ROOT, 'tools', 'test.py')
-    if not osp.isfile(test_tool):
-        pytest.skip('tools/test.py not written yet')
+    assert np.isfinite(logs['train/loss'].current()) and 'val/coco/AP' in logs
+    lora_ckpt = osp.join(cfg.work_dir, 'epoch_2.pth')
+    merged = osp.join(cfg.work_dir, 'epoch_2_merged.pth')
+    assert osp.isfile(merged) and not osp.isfile(osp.join(cfg.work_dir, 'epoch_1_merged.pth'))
+    sd = torch.load(merged, map_location='cpu', weights_only=False)['state_dict']
+    assert 'backbone.layers.0.attn.qkv.weight' in sd and not any('lora' in k for k in sd)
+    # init_model: the LoRA checkpoint with the training config == the merged one in a
+    # plain model (no adapters, fp32), which loads without allow-lists
+    img = cv2.imread(glob.glob(str(tmp_path / 'coco' / 'images' / 'val2017' / '*.jpg'))[0])
+    with mmengine_checkpoint_globals():  # a training checkpoint pickles numpy values
+        with_adapters = init_model(cfg_path, lora_ckpt, device='cpu', cfg_options={
+            'model.backbone.frozen_dtype': None})  # the same arithmetic as the plain one
+    plain = init_model(cfg_path, merged, device='cpu', cfg_options={
+        'model.backbone.lora': None, 'model.backbone.frozen_dtype': None,
+        'model.backbone.checkpoint': None})
+    assert not any('lora' in k for k in plain.state_dict())
+    np.testing.assert_allclose(_predict(plain, img), _predict(with_adapters, img), atol=0.01)
     env = dict(os.environ, PYTHONWARNINGS='ignore')
     res = subprocess.run(
-        [sys.executable, test_tool, cfg_path, ckpt_path, '--work-dir',
+        [sys.executable, osp.join(ROOT, 'tools', 'test.py'), cfg_path, merged, '--work-dir',
          str(tmp_path / 'test'), '--show-dir', 'vis'],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert 'coco/AP' in res.stdout + res.stderr
     drawn = glob.glob(str(tmp_path / 'test' / '**' / 'vis' / '*.jpg'), recursive=True)
     assert drawn, 'no visualisations written'
-    # mmpose names them <image stem>_<instance index>.jpg
-    stem = osp.basename(drawn[0]).rsplit('_', 1)[0]
+    stem = osp.basename(drawn[0]).rsplit('_', 1)[0]  # mmpose: <image stem>_<index>.jpg
     src = cv2.imread(str(tmp_path / 'coco' / 'images' / 'val2017' / f'{stem}.jpg'))
     out = cv2.imread(drawn[0])
     assert out is not None and out.shape[:2] == src.shape[:2]

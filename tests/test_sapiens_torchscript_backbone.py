@@ -1,18 +1,26 @@
-import warnings
-import zipfile
-
 import pytest
 import torch
+from mmpretrain.models.backbones import VisionTransformer
+from mmpretrain.models.utils import resize_pos_embed
 from sapiens_test_utils import TINY_ARCH, make_tiny_trace
 
-from keypose_ext.models.backbones.sapiens_torchscript_backbone import (
-    SAPIENS_ARCHS, SapiensTorchScriptBackbone, detect_checkpoint_format,
-    resolve_sapiens_arch, sapiens_arch_name)
+from keypose_ext.models.backbones.sapiens_torchscript_backbone import \
+    SapiensTorchScriptBackbone
+from keypose_ext.utils.sapiens_lora import SapiensLoRALinear
+
+LORA = dict(rank=4, alpha=8)
 
 
 @pytest.fixture(scope='module')
-def tiny_file(tmp_path_factory):
-    return make_tiny_trace(tmp_path_factory.mktemp('ts') / 'tiny_torchscript.pt2')
+def mae_file(tmp_path_factory):
+    """Meta's structure: MAE with cls token, decoder neck, preprocessor buffers."""
+    return make_tiny_trace(tmp_path_factory.mktemp('ts') / 'tiny_mae_torchscript.pt2')
+
+
+@pytest.fixture(scope='module')
+def plain_file(tmp_path_factory):
+    """A ViT traced without cls token (e.g. a re-traced fine-tuning backbone)."""
+    return make_tiny_trace(tmp_path_factory.mktemp('ts') / 'tiny_vit.pt2', mae=False)
 
 
 def _build(path, **kw):
@@ -23,79 +31,58 @@ def _build(path, **kw):
     return b
 
 
-def test_eager_equals_trace_at_traced_size(tiny_file):
-    path, ref = tiny_file
-    b = _build(path, img_size=(64, 64), use_torchscript=False).eval()
+def test_meta_structured_file_loads_as_mmpretrain_drops_the_cls_token(mae_file):
+    path, mae = mae_file
+    traced = torch.jit.load(path)
+    assert traced.backbone.pos_embed.shape == (1, 1 + 16, 32)  # cls position first
+    keys = traced.state_dict()
+    assert any(k.startswith('neck.') for k in keys) and 'backbone.cls_token' in keys
+    out, = traced(torch.randn(1, 3, 64, 64))  # a 1-tuple, like Meta's file
+    assert out.shape == (1, 32, 4, 4)
+    b = _build(path, img_size=(64, 64)).eval()
+    # Meta's pose recipe: mmpretrain's ViT without cls token on the encoder's weights,
+    # its load hook dropping the cls position of pos_embed
+    ref = VisionTransformer(arch=dict(TINY_ARCH), img_size=64, qkv_bias=True,
+                            final_norm=True, with_cls_token=False, out_type='featmap',
+                            norm_cfg=dict(type='LN', eps=1e-6))
+    ref.eval()  # mmpretrain's train()/eval() return None
+    enc = {k: v for k, v in mae.backbone.state_dict().items() if k != 'cls_token'}
+    ref.load_state_dict(enc)
+    torch.testing.assert_close(b.pos_embed, mae.backbone.pos_embed[:, 1:])
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        out, = b(x)
-        expected, = ref(x)
-    assert b.last_forward_path == 'eager'
-    assert out.shape == (2, 32, 4, 4)
-    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(b(x)[0], ref(x)[0], atol=1e-5, rtol=1e-5)
+        small, = _build(path).eval()(torch.randn(2, 3, 48, 32))
+    assert small.shape == (2, 32, 3, 2)
 
 
-def test_torchscript_path_at_traced_size_eager_at_training_size(tiny_file):
-    path, ref = tiny_file
-    b = _build(path).eval()  # trained at 48x32: position embedding 4x4 -> 3x2
+def test_plain_file_eager_equals_trace(plain_file):
+    path, ref = plain_file
+    b = _build(path, img_size=(64, 64)).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        out, = b(x)
-        expected, = ref(x)
-    assert b.last_forward_path == 'torchscript'
-    torch.testing.assert_close(out, expected)
-    with torch.no_grad():
-        small, = b(torch.randn(2, 3, 48, 32))
-    assert b.last_forward_path == 'eager' and small.shape == (2, 32, 3, 2)
-    # the resized embedding is a bicubic resize of the traced 4x4 grid
-    from mmpretrain.models.utils import resize_pos_embed
+        torch.testing.assert_close(b(x)[0], ref(x)[0], atol=1e-5, rtol=1e-5)
+    small = _build(path)  # trained at 48x32: position grid 4x4 -> 3x2, bicubic
     want = resize_pos_embed(ref.backbone.pos_embed.detach(), (4, 4), (3, 2), 'bicubic', 0)
-    torch.testing.assert_close(b.pos_embed.detach(), want)
-    # gradients needed -> never the trace (it cannot checkpoint or freeze parts)
-    b(x)[0].sum().backward()
-    assert b.last_forward_path == 'eager' and b.layers[0].attn.qkv.weight.grad is not None
+    torch.testing.assert_close(small.pos_embed.detach(), want)
 
 
-def test_trace_shares_parameters_and_follows_finetuning(tiny_file):
-    path, ref = tiny_file
-    b = _build(path).eval()
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        before, = b(x)
-        b.layers[1].ffn.layers[1].weight.mul_(0.5)  # "fine-tuned" block
-        b.pos_embed.add_(0.3)
-        after, = b(x)
-    assert b.last_forward_path == 'torchscript'
-    assert not torch.allclose(before, after)
-    ts = b.__dict__['_ts']
-    ts_fc2 = getattr(getattr(ts.backbone.layers, '1').ffn.layers, '1')
-    assert ts_fc2.weight.data_ptr() == b.layers[1].ffn.layers[1].weight.data_ptr()
-    from mmpretrain.models.utils import resize_pos_embed
-    torch.testing.assert_close(
-        ts.backbone.pos_embed, resize_pos_embed(b.pos_embed.detach(), (3, 2), (4, 4),
-                                                'bicubic', 0))
-
-
-def test_frozen_fp16_state_and_train_mode(tiny_file):
-    path, ref = tiny_file
-    b = _build(path, trainable_layers=0, frozen_dtype='float16')
+def test_frozen_fp16_state_and_train_mode(mae_file):
+    b = _build(mae_file[0], trainable_layers=0, frozen_dtype='float16')
     assert all(p.dtype == torch.float16 and not p.requires_grad for p in b.parameters())
     assert b.train() is b  # mmpretrain's train() returns None; ours returns self
     assert b.training and not any(m.training for m in b.layers)
     assert not b.patch_embed.training and not b.ln1.training
     out, = b(torch.randn(2, 3, 48, 32))
     assert out.dtype == torch.float32 and not out.requires_grad
-    with torch.no_grad():
-        ts_out, = b(torch.randn(1, 3, 64, 64))
-    assert b.last_forward_path == 'torchscript' and ts_out.dtype == torch.float32
+    assert b.finetune_mode == 'frozen'
 
 
-def test_partial_unfreeze_keeps_parameter_objects_and_checkpointing_matches(tiny_file):
-    path, _ = tiny_file
-    b = _build(path, trainable_layers=0, frozen_dtype='float16')
+def test_last_blocks_keep_parameter_objects_and_checkpointing_matches(mae_file):
+    b = _build(mae_file[0], trainable_layers=0, frozen_dtype='float16')
     ids = [id(p) for p in b.parameters()]
     b.set_trainable_layers(1)
-    assert [id(p) for p in b.parameters()] == ids
+    assert [id(p) for p in b.parameters()] == ids and b.finetune_mode == 'last_blocks'
     assert all(p.dtype == torch.float32 and p.requires_grad
                for p in list(b.layers[2].parameters()) + list(b.ln1.parameters()))
     assert all(p.dtype == torch.float16 and not p.requires_grad
@@ -111,115 +98,90 @@ def test_partial_unfreeze_keeps_parameter_objects_and_checkpointing_matches(tiny
         grads[cp] = b.layers[2].ffn.layers[0][0].weight.grad.clone()
         assert b.layers[1].attn.qkv.weight.grad is None
     torch.testing.assert_close(grads[False], grads[True])
-    with torch.no_grad():  # validation in phase 2: mixed fp16/fp32 weights -> eager
-        out, = b.eval()(torch.randn(1, 3, 64, 64))
-    assert b.last_forward_path == 'eager' and out.dtype == torch.float32
     b.set_trainable_layers(-1)
     assert all(p.requires_grad and p.dtype == torch.float32 for p in b.parameters())
 
 
-def test_cls_token_file_loads_and_trace_path_runs(tmp_path):
-    path, ref = make_tiny_trace(tmp_path / 'cls.pt2', with_cls_token=True)
-    b = _build(path, trainable_layers=0, frozen_dtype='float16')
-    assert b.pos_embed.shape == (1, 6, 32)  # cls token dropped, 3x2 grid
-    x = torch.randn(1, 3, 64, 64)
+def test_lora_adapters_on_every_block_start_at_zero(mae_file):
+    plain = _build(mae_file[0]).eval()
+    b = _build(mae_file[0], lora=LORA, trainable_layers=0, frozen_dtype='float16')
+    wrapped = [n for n, m in b.named_modules() if isinstance(m, SapiensLoRALinear)]
+    assert len(wrapped) == 4 * TINY_ARCH['num_layers']  # qkv, proj, fc1, fc2 per block
+    x = torch.randn(2, 3, 48, 32)
     with torch.no_grad():
-        out, = b(x)
-        want, = ref(x)
-    # the trace keeps its own cls token (cast to fp16 with the shared weights)
-    assert b.last_forward_path == 'torchscript' and out.shape == (1, 32, 4, 4)
-    torch.testing.assert_close(out, want, atol=0.05, rtol=0.05)
+        torch.testing.assert_close(b.eval()(x)[0], plain(x)[0], atol=2e-2, rtol=2e-2)
+    ids = [id(p) for p in b.parameters()]
+    b.set_lora_trainable(with_cp=True)
+    assert [id(p) for p in b.parameters()] == ids and b.finetune_mode == 'lora'
+    trainable = {n for n, p in b.named_parameters() if p.requires_grad}
+    assert trainable == {n for n in dict(b.named_parameters())
+                         if '.lora_' in n or n.startswith('ln1.')}
+    assert b.layers[0].attn.qkv.original_layer.weight.dtype == torch.float16
+    b.train()
+    assert all(m.training for m in b.layers) and not b.patch_embed.training
+    grads = {}
+    for cp in (False, True):
+        b.with_cp = cp
+        b.zero_grad()
+        b(x)[0].square().mean().backward()
+        # every block's adapters get gradients (fp16 base upcast on the CPU, no underflow)
+        assert all(b.layers[i].ffn.layers[1].lora_up.weight.grad.abs().sum() > 0
+                   for i in range(3))
+        assert b.layers[0].attn.qkv.original_layer.weight.grad is None
+        grads[cp] = b.layers[0].attn.qkv.lora_up.weight.grad.clone()
+    torch.testing.assert_close(grads[False], grads[True])
 
 
-def test_registry_builds_it(tiny_file):
+def test_lora_state_dicts_load_into_plain_models_merged_and_back(mae_file):
+    b = _build(mae_file[0], lora=LORA, img_size=(32, 32))
+    with torch.no_grad():
+        for m in b.modules():
+            if isinstance(m, SapiensLoRALinear):
+                m.lora_up.weight.normal_(0, 0.1)  # "trained" adapters
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        want, = b.eval()(x)
+    plain = SapiensTorchScriptBackbone(arch=dict(TINY_ARCH), img_size=(32, 32)).eval()
+    plain.load_state_dict(b.state_dict())  # adapters merged by the load hook
+    assert 'layers.0.attn.qkv.weight' in plain.state_dict()
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x)[0], want, atol=1e-5, rtol=1e-5)
+    back = SapiensTorchScriptBackbone(arch=dict(TINY_ARCH), img_size=(32, 32),
+                                      lora=LORA).eval()
+    back.load_state_dict(plain.state_dict())  # plain -> zero adapters, same function
+    assert back.layers[1].attn.proj.lora_up.weight.abs().sum() == 0
+    with torch.no_grad():
+        torch.testing.assert_close(back(x)[0], want, atol=1e-5, rtol=1e-5)
+
+
+def test_meta_pose_config_patch_padding_is_allowed(mae_file):
+    b = _build(mae_file[0], patch_cfg=dict(padding=2))  # conv check skipped on purpose
+    assert b.patch_embed.projection.padding == (2, 2)
+    assert b(torch.randn(1, 3, 48, 32))[0].shape == (1, 32, 3, 2)
+
+
+def test_registry_builds_it(mae_file):
     from mmpose.registry import MODELS
-    b = MODELS.build(dict(type='SapiensTorchScriptBackbone', checkpoint=tiny_file[0],
-                          arch=dict(TINY_ARCH), img_size=(32, 32)))
+    b = MODELS.build(dict(type='SapiensTorchScriptBackbone', checkpoint=mae_file[0],
+                          arch=dict(TINY_ARCH), img_size=(32, 32), lora=LORA))
     b.init_weights()
     assert b(torch.randn(1, 3, 32, 32))[0].shape == (1, 32, 2, 2)
 
 
-def test_sapiens_arch_names():
-    assert resolve_sapiens_arch('1b')[1] == SAPIENS_ARCHS['sapiens_1b']
-    assert resolve_sapiens_arch('SAPIENS_0.3B')[0] == 'sapiens_0.3b'
-    assert SAPIENS_ARCHS['sapiens_1b']['embed_dims'] == 1536
-    with pytest.raises(ValueError, match="unknown Sapiens arch '3b'.*sapiens_2b"):
-        resolve_sapiens_arch('3b')
-    with pytest.raises(ValueError, match='lacks'):
-        resolve_sapiens_arch(dict(embed_dims=32))
-    # used in the "file of another arch" message to name the fix
-    assert sapiens_arch_name(1536, 40) == 'sapiens_1b'
-    assert sapiens_arch_name(32, 3) is None
-
-
-# ----------------------------------------------------------------- bad input
-def test_missing_file_names_the_download_tool(tmp_path):
-    b = SapiensTorchScriptBackbone(checkpoint=str(tmp_path / 'nope.pt2'),
-                                   arch=dict(TINY_ARCH), img_size=(32, 32))
-    with pytest.raises(FileNotFoundError, match='nope.pt2.*tools/download_pretrained.py'):
-        b.init_weights()
-
-
-def test_non_torchscript_files_are_named(tmp_path):
-    class Lin(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.l = torch.nn.Linear(3, 3)
-
-        def forward(self, x):
-            return self.l(x)
-
-    export = tmp_path / 'exported.pt2'
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        torch.export.save(torch.export.export(Lin(), (torch.randn(2, 3), )), str(export))
-    saved = tmp_path / 'state.pth'
-    torch.save(Lin().state_dict(), str(saved))
-    lfs = tmp_path / 'lfs.pt2'
-    lfs.write_text('version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 4\n')
-    junk = tmp_path / 'junk.pt2'
-    junk.write_bytes(b'\x00' * 100)
-    assert detect_checkpoint_format(str(export)) == 'torch_export'
-    for path, msg in [(export, 'torch.export'), (saved, 'torch.save checkpoint'),
-                      (lfs, 'Git LFS pointer'), (junk, 'not a TorchScript file')]:
-        b = SapiensTorchScriptBackbone(checkpoint=str(path), arch=dict(TINY_ARCH),
-                                       img_size=(32, 32))
-        with pytest.raises(ValueError, match=msg):
-            b.init_weights()
-
-
-def test_file_of_another_arch(tmp_path, tiny_file):
-    b = SapiensTorchScriptBackbone(checkpoint=tiny_file[0], img_size=(32, 32),
-                                   arch=dict(TINY_ARCH, embed_dims=48, num_heads=4))
-    with pytest.raises(ValueError, match='embed_dims expected 48, found 32'):
-        b.init_weights()
-    fewer = SapiensTorchScriptBackbone(checkpoint=tiny_file[0], img_size=(32, 32),
-                                       arch=dict(TINY_ARCH, num_layers=2))
-    with pytest.raises(ValueError, match='num_layers expected 2, found 3'):
-        fewer.init_weights()
-    # same weight shapes, different head count: only running the block shows it
-    # (checked with the file's fp32 weights, so fp16 storage does not hide it)
-    heads = SapiensTorchScriptBackbone(checkpoint=tiny_file[0], img_size=(32, 32),
-                                       arch=dict(TINY_ARCH, num_heads=2),
-                                       trainable_layers=0, frozen_dtype='float16')
-    with pytest.raises(ValueError, match='layers.0 .*differ.*num_heads'):
-        heads.init_weights()
-
-
-def test_sizes_not_multiple_of_patch(tiny_file):
+def test_bad_settings_and_inputs(mae_file):
     with pytest.raises(ValueError, match=r'img_size \(380, 288\).*multiples of patch_size=16'
                        r'.*\(384, 288\)'):
         SapiensTorchScriptBackbone(arch=dict(TINY_ARCH), img_size=(380, 288))
-    b = _build(tiny_file[0])
+    b = _build(mae_file[0])
     with pytest.raises(ValueError, match=r'input 50x32 .*patch_size=16.*\(48, 32\)'):
         b(torch.randn(1, 3, 50, 32))
     with pytest.raises(ValueError, match='trainable_layers=7'):
         b.set_trainable_layers(7)
+    with pytest.raises(ValueError, match='model.backbone.lora=dict'):
+        b.set_lora_trainable()
     with pytest.raises(ValueError, match='frozen_dtype'):
         SapiensTorchScriptBackbone(arch=dict(TINY_ARCH), img_size=(32, 32),
                                    frozen_dtype='int8')
-
-
-def test_detect_format_of_trace(tiny_file):
-    assert detect_checkpoint_format(tiny_file[0]) == 'torchscript'
-    assert zipfile.is_zipfile(tiny_file[0])
+    with pytest.raises(ValueError, match='needs rank'):
+        SapiensTorchScriptBackbone(arch=dict(TINY_ARCH), img_size=(32, 32),
+                                   lora=dict(alpha=4))

@@ -1,14 +1,17 @@
-"""Check the GPU, data and weights for Sapiens fine-tuning, and say what fits.
+"""Check the GPU, data and weights for Sapiens fine-tuning, and say which route and batch fit.
 
     python tools/check_env.py [--config configs/sapiens/stage1_gtx1650.py]
-                              [--gpu-mem-gib 4] [--json]
+                              [--gpu-mem-gib 4] [--measured FILE] [--json]
 
 Reports the GPU (name, memory, compute capability, fp16/bf16 support), the estimated
-peak memory of phase 1 (frozen backbone) and phase 2 (fine-tuning) for the config's
-batch size, input size and phase-2 strategy, and the settings (batch, accumulation,
-resolution, trainable blocks) that fit. ``--gpu-mem-gib`` evaluates a GPU size
-without having the GPU. Also checks the COCO folders and the pretrain file of the
-config. Exit status 1 when the config's settings do not fit the GPU.
+memory of the config's phases (keypose_ext/utils/sapiens_memory_estimate.py, fed by the
+config: backbone, head, batch, accumulation, AMP, phase-2 route, FSDP offload), and for
+each phase-2 route (LoRA adapters, last blocks, full fine-tuning with FSDP CPU offload,
+full on the GPU) the largest batch that fits, with the estimate and, when
+``benchmarks/results/sapiens_memory.json`` (benchmarks/sapiens_memory.py) holds a
+measurement of that route and batch, the measured peak. ``--gpu-mem-gib`` evaluates a
+GPU size without having the GPU. Also checks the COCO folders and the pretrain file of
+the config. Exit status 1 when the config's own settings do not fit the GPU.
 """
 import argparse
 import json
@@ -16,12 +19,14 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
-# configs with another input size, for suggestions that change the resolution
-RESOLUTION_CONFIGS = {(512, 384): 'configs/sapiens/stage1_a100.py',
-                      (384, 288): 'configs/sapiens/stage1_gtx1650.py',
-                      (320, 240): 'configs/sapiens/stage1_minimal.py'}
+MEASURED = osp.join(ROOT, 'benchmarks', 'results', 'sapiens_memory.json')
+ROUTE_CONFIGS = {'lora': 'configs/sapiens/stage1_gtx1650.py',
+                 'last_blocks': 'configs/sapiens/stage1_gtx1650_last2.py',
+                 'full_offload': 'configs/sapiens/stage1_gtx1650_full_offload.py',
+                 'full': 'configs/sapiens/stage1_a100.py'}
 
 
 def parse_args(argv=None):
@@ -31,6 +36,8 @@ def parse_args(argv=None):
     p.add_argument('--config', default='configs/sapiens/stage1_gtx1650.py')
     p.add_argument('--gpu-mem-gib', type=float,
                    help='evaluate a GPU with this much memory instead of the detected one')
+    p.add_argument('--measured', default=MEASURED,
+                   help='results JSON of benchmarks/sapiens_memory.py (used when present)')
     p.add_argument('--json', action='store_true', help='print one JSON object')
     return p.parse_args(argv)
 
@@ -45,43 +52,49 @@ def gpu_info():
         info.update(name=prop.name, total_bytes=int(total), free_bytes=int(free),
                     capability=f'{prop.major}.{prop.minor}', cuda=torch.version.cuda,
                     fp16=(prop.major, prop.minor) >= (5, 3),
-                    fp16_tensor_cores=prop.major >= 7 and 'GTX 16' not in prop.name,
                     bf16=bool(torch.cuda.is_bf16_supported()))
     return info
 
 
-def config_settings(cfg) -> dict:
-    from keypose_ext.models.backbones.sapiens_torchscript_backbone import \
-        resolve_sapiens_arch
-    bb = cfg.model.backbone
-    if bb.get('type') != 'SapiensTorchScriptBackbone':
-        raise ValueError(f'{cfg.filename}: model.backbone.type is {bb.get("type")!r}; '
-                         'check_env estimates SapiensTorchScriptBackbone configs')
-    name, arch = resolve_sapiens_arch(bb.get('arch', 'sapiens_1b'))
-    hook = next((h for h in cfg.get('custom_hooks', [])
-                 if h.get('type') == 'SapiensPhaseSwitchHook'), None)
-    phase2 = dict(hook.get('phase2', {})) if hook else {}
-    fdtype = bb.get('frozen_dtype')
-    return dict(
-        arch_name=name, arch=arch, input_hw=tuple(bb.get('img_size', (384, 288))),
-        batch_size=int(cfg.train_dataloader.batch_size),
-        accumulative_counts=int(cfg.optim_wrapper.get('accumulative_counts', 1)),
-        frozen_dtype_bytes=4 if fdtype in (None, 'float32', 'fp32') else 2,
-        with_cp=bool(bb.get('with_cp', False)),
-        switch_epoch=hook.get('switch_epoch', 10) if hook else None,
-        phase2_trainable_layers=int(phase2.get('trainable_layers',
-                                               bb.get('trainable_layers', -1))),
-        phase2_with_cp=bool(phase2.get('with_cp', bb.get('with_cp', False))),
-        pretrained=bb.get('checkpoint'),
-        data=[(d.dataset.get('data_root') or '', d.dataset.ann_file,
-               d.dataset.data_prefix.get('img', ''))
-              for d in (cfg.train_dataloader, cfg.val_dataloader)])
+def load_measured(path):
+    """Rows of a benchmarks/sapiens_memory.py results file, or [] when absent."""
+    if not path or not osp.isfile(path):
+        return []
+    from keypose_ext.utils.io import load_json
+    res = load_json(path, 'Sapiens memory results',
+                    'rerun python benchmarks/sapiens_memory.py')
+    return [dict(r, gpu=res.get('gpu'), limit_gib=res.get('limit_gib'),
+                 cuda_context_gib=res.get('cuda_context_gib'))
+            for r in res.get('rows', [])]
 
 
-def check_data(settings) -> list:
+def find_measured(rows, plan, route, batch_size, phase):
+    for r in rows:
+        if (r.get('route') == route and r.get('phase') == phase
+                and r.get('batch_size') == batch_size
+                and tuple(r.get('input_hw', ())) == tuple(plan['input_hw'])
+                and r.get('arch') == plan['arch_name']):
+            return r
+    return None
+
+
+def measured_text(r) -> str:
+    if r is None:
+        return ''
+    if r.get('status') != 'ok':
+        return f'; measured: {r.get("status")} under a {r.get("limit_gib")} GiB cap'
+    total = r['max_reserved_gib'] + (r.get('cuda_context_gib') or 0)
+    return (f'; measured {r["max_reserved_gib"]:.2f} GiB reserved + '
+            f'{r.get("cuda_context_gib") or 0:.2f} context = {total:.2f} GiB '
+            f'({r.get("gpu")}, {r.get("s_per_iter")} s/iter)')
+
+
+def check_data(cfg) -> list:
     lines = []
-    for root, ann, img in settings['data']:
-        ann_p, img_p = osp.join(root, ann), osp.join(root, img)
+    for d in (cfg.train_dataloader, cfg.val_dataloader):
+        root = d.dataset.get('data_root') or ''
+        ann_p = osp.join(root, d.dataset.ann_file)
+        img_p = osp.join(root, d.dataset.data_prefix.get('img', ''))
         n = sum(1 for e in os.scandir(img_p) if e.name.endswith('.jpg')) \
             if osp.isdir(img_p) else 0
         ok = osp.isfile(ann_p) and n > 0
@@ -92,14 +105,13 @@ def check_data(settings) -> list:
     return lines
 
 
-def check_pretrained(path) -> str:
+def check_pretrained(path, arch_name) -> str:
     if not path:
-        return 'pretrained: none in the config (random init)'
+        return 'pretrained: none in the config (random init or load_from)'
     if not osp.isfile(path):
         return (f'MISSING pretrained {path}; fix: python tools/download_pretrained.py '
-                '--arch 1b')
-    from keypose_ext.models.backbones.sapiens_torchscript_backbone import \
-        detect_checkpoint_format
+                f'--arch {arch_name.replace("sapiens_", "")}')
+    from keypose_ext.utils.sapiens_torchscript import detect_checkpoint_format
     kind = detect_checkpoint_format(path)
     tag = 'ok ' if kind == 'torchscript' else 'BAD'
     return f'{tag} pretrained {path}: {kind}, {osp.getsize(path) / 1e9:.2f} GB'
@@ -107,16 +119,14 @@ def check_pretrained(path) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mmengine.config import Config
-
     from keypose_ext.utils import sapiens_memory_estimate as mem
-    if not osp.isfile(args.config):
-        print(f'error: config {args.config!r} not found', file=sys.stderr)
-        return 2
-    cfg = Config.fromfile(args.config)
+    from keypose_ext.utils.cli import load_config
+    from keypose_ext.utils.errors import KeyposeUserError
     try:
-        s = config_settings(cfg)
-    except ValueError as e:
+        cfg = load_config(args.config)
+        plan = mem.plan_from_config(cfg)
+        measured = load_measured(args.measured)
+    except (KeyposeUserError, FileNotFoundError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     gpu = gpu_info()
@@ -124,43 +134,28 @@ def main(argv=None) -> int:
         total = int(args.gpu_mem_gib * mem.GiB)
         gpu_label = f'a {args.gpu_mem_gib:g} GiB GPU (--gpu-mem-gib)'
     elif gpu['cuda_available']:
-        total = gpu['total_bytes']
-        gpu_label = gpu['name']
+        total, gpu_label = gpu['total_bytes'], gpu['name']
     else:
-        total = None
-        gpu_label = 'no CUDA GPU'
-    budget = mem.allocator_budget(total) if total else None
-
-    phases = {}
-    if s['switch_epoch'] != 0:
-        phases['phase 1 (frozen backbone)'] = mem.estimate_phase_memory(
-            s['arch'], s['input_hw'], s['batch_size'], 0, s['frozen_dtype_bytes'],
-            with_cp=s['with_cp'])
-    phases['phase 2 (fine-tuning)'] = mem.estimate_phase_memory(
-        s['arch'], s['input_hw'], s['batch_size'], s['phase2_trainable_layers'],
-        s['frozen_dtype_bytes'], with_cp=s['phase2_with_cp'])
-    fits = {k: (budget is None or v['total'] <= budget) for k, v in phases.items()}
-    effective = s['batch_size'] * s['accumulative_counts']
-    suggestions = []
-    if total:
-        for sug in mem.suggest_settings(s['arch'], total, effective_batch=effective,
-                                        resolutions=list(RESOLUTION_CONFIGS),
-                                        frozen_dtype_bytes=s['frozen_dtype_bytes']):
-            sug['config'] = RESOLUTION_CONFIGS[tuple(sug['input_hw'])]
-            sug['cfg_options'] = (
-                f'train_dataloader.batch_size={sug["batch_size"]} '
-                f'optim_wrapper.accumulative_counts={sug["accumulative_counts"]} '
-                f'custom_hooks.0.phase2.trainable_layers={sug["trainable_layers"]} '
-                'custom_hooks.0.phase2.with_cp=True'
-                + (' model.backbone.frozen_dtype=float16'
-                   if s['frozen_dtype_bytes'] == 2 else ''))
-            suggestions.append(sug)
-    report = dict(gpu=gpu, evaluated_for=gpu_label, allocator_budget_bytes=budget,
-                  config=args.config,
-                  settings={k: v for k, v in s.items() if k not in ('data', 'arch')},
-                  phases={k: v['total'] for k, v in phases.items()}, fits=fits,
-                  suggestions=suggestions, data=check_data(s),
-                  pretrained=check_pretrained(s['pretrained']))
+        total, gpu_label = None, 'no CUDA GPU'
+    budget = mem.gpu_budget(total) if total else None
+    route = mem.route_of_plan(plan)
+    phases = mem.estimate_plan(plan)
+    fits = {k: budget is None or v['total'] <= budget for k, v in phases.items()}
+    routes = mem.fitting_settings(plan, total) if total else []
+    for r in routes:
+        r['config'] = ROUTE_CONFIGS[r['route']]
+        if r['batch_size']:
+            r['measured'] = {ph: find_measured(measured, plan, r['route'], r['batch_size'], ph)
+                             for ph in ('phase 1', 'phase 2')}
+    own_measured = {k: find_measured(measured, plan, route, plan['batch_size'], k)
+                    for k in phases}
+    report = dict(gpu=gpu, evaluated_for=gpu_label, budget_bytes=budget, config=args.config,
+                  route=route, settings={k: v for k, v in plan.items() if k != 'arch'},
+                  phases={k: v['total'] for k, v in phases.items()},
+                  host_bytes=phases['phase 2']['host_bytes'], fits=fits,
+                  measured=own_measured, routes=routes, data=check_data(cfg),
+                  pretrained=check_pretrained(cfg.model.backbone.get('checkpoint'),
+                                              plan['arch_name']))
     if args.json:
         print(json.dumps(report, indent=1, default=str))
         return 0 if all(fits.values()) else 1
@@ -170,36 +165,42 @@ def main(argv=None) -> int:
     if gpu['cuda_available']:
         print(f'GPU: {gpu["name"]} (compute {gpu["capability"]}, CUDA {gpu["cuda"]}), '
               f'{gb(gpu["total_bytes"])} total, {gb(gpu["free_bytes"])} free; '
-              f'fp16 {"yes" if gpu["fp16"] else "no"}, bf16 {"yes" if gpu["bf16"] else "no"}'
-              f' -> AMP dtype {"bfloat16 or float16" if gpu["bf16"] else "float16"}')
+              f'fp16 {"yes" if gpu["fp16"] else "no"}, bf16 {"yes" if gpu["bf16"] else "no"}')
     else:
         print('GPU: none detected (CUDA not available); estimates below'
               + (f' are for {gpu_label}' if args.gpu_mem_gib else
                  '; pass --gpu-mem-gib 4 to evaluate a 4 GB GPU'))
-    print(f'config {args.config}: {s["arch_name"]}, input {s["input_hw"][0]}x'
-          f'{s["input_hw"][1]}, batch {s["batch_size"]} x {s["accumulative_counts"]} '
-          f'accumulation (= {effective}), phase 2 trainable_layers='
-          f'{s["phase2_trainable_layers"]} with_cp={s["phase2_with_cp"]}')
+    hw = plan['input_hw']
+    print(f'config {args.config}: {plan["arch_name"]}, input {hw[0]}x{hw[1]}, batch '
+          f'{plan["batch_size"]} x {plan["accumulative_counts"]} accumulation, phase-2 '
+          f'route {route!r}')
     if budget:
-        print(f'memory PyTorch can use on {gpu_label}: {gb(budget)} '
-              f'(total minus ~{gb(mem.CUDA_CONTEXT_BYTES)} CUDA context and a margin)')
+        print(f'{gpu_label}: estimates must stay under {gb(budget)} (total minus a '
+              f'{gb(mem.SAFETY_BYTES)} margin; the estimates include the CUDA context)')
     for name, est in phases.items():
         verdict = '' if budget is None else ('fits' if fits[name] else 'DOES NOT FIT')
-        print(f'  {name}: ~{gb(est["total"])} peak {verdict}')
+        print(f'  {name}: ~{gb(est["total"])} {verdict}{measured_text(own_measured[name])}')
         for k, v in est.items():
-            if k not in ('total', 'params_frozen', 'params_trainable'):
-                print(f'      {k:28s} {gb(v)}')
-    if suggestions:
-        print(f'settings that fit {gpu_label} (effective batch {effective}), best first:')
-        for sug in suggestions[:6]:
-            print(f'  {sug["input_hw"][0]}x{sug["input_hw"][1]} batch {sug["batch_size"]} x '
-                  f'{sug["accumulative_counts"]}, phase 2 trains '
-                  f'{"all" if sug["trainable_layers"] < 0 else sug["trainable_layers"]} '
-                  f'block(s): ~{gb(sug["phase1_bytes"])} / ~{gb(sug["phase2_bytes"])}\n'
-                  f'      python tools/train.py {sug["config"]} --cfg-options '
-                  f'{sug["cfg_options"]}')
-    elif total:
-        print(f'nothing fits {gpu_label} even at batch 1 with a frozen backbone')
+            if k not in ('total', 'allocated', 'reserved', 'params_frozen',
+                         'params_trainable', 'host_bytes') and v:
+                print(f'      {k:32s} {gb(v)}')
+    if phases['phase 2']['host_bytes']:
+        print(f'  host memory for the offloaded weights, grads and AdamW state: '
+              f'~{gb(phases["phase 2"]["host_bytes"])} (plus the process and data workers)')
+    if routes:
+        effective = plan['batch_size'] * plan['accumulative_counts']
+        print(f'phase-2 routes on {gpu_label} (effective batch {effective}):')
+        for r in routes:
+            if not r['batch_size']:
+                print(f'  {r["route"]:13s} does not fit, even at batch 1')
+                continue
+            est = ' / '.join(f'{k} ~{gb(r[k + " total"])}{measured_text(r["measured"][k])}'
+                             for k in ('phase 1', 'phase 2') if k + ' total' in r)
+            host = f', host ~{gb(r["host_bytes"])}' if r['host_bytes'] else ''
+            print(f'  {r["route"]:13s} batch {r["batch_size"]} x {r["accumulative_counts"]}: '
+                  f'{est}{host}\n      python tools/train.py {r["config"]} --cfg-options '
+                  f'train_dataloader.batch_size={r["batch_size"]} '
+                  f'optim_wrapper.accumulative_counts={r["accumulative_counts"]}')
     print('\n'.join(['data:'] + ['  ' + line for line in report['data']]))
     print(report['pretrained'])
     return 0 if all(fits.values()) else 1

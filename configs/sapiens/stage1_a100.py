@@ -1,18 +1,20 @@
 # The original A100 settings of seed 002: input 512x384 (H x W), heatmaps 128x96,
-# batch 32 without accumulation, 4 workers, full fine-tuning in phase 2.
-# Memory (tools/check_env.py): phase 1 ~7 GiB (fp32 frozen backbone, batch 32); phase 2 full
-# fine-tuning of 1.13 B parameters = 18 GiB of weights/grads/AdamW + activations:
-# ~28 GiB with activation checkpointing (~88 GiB without), so with_cp stays on.
+# batch 32 without accumulation, 4 workers, full fine-tuning in phase 2 on the GPU.
+# Memory (python tools/check_env.py --config <this file>): phase 1 ~7 GiB (fp32 frozen
+# backbone, batch 32); phase 2 trains all 1.13 B parameters = 18 GiB of weights, grads
+# and AdamW + activations: ~30 GiB with activation checkpointing, so with_cp stays on.
 _base_ = ['./stage1_gtx1650.py']
 
 codec = dict(type='UDPHeatmap', input_size=(384, 512), heatmap_size=(96, 128), sigma=4)
 model = dict(
-    backbone=dict(img_size=(512, 384), frozen_dtype=None, with_cp=True),
+    backbone=dict(img_size=codec['input_size'][::-1], frozen_dtype=None, with_cp=True,
+                  lora=None),
     head=dict(decoder=codec))
 custom_hooks = [
     dict(type='SapiensPhaseSwitchHook', switch_epoch=10, frozen_modules=['backbone'],
-         phase2=dict(trainable_layers=-1, with_cp=True)),
+         phase2=dict(mode='full', with_cp=True)),
 ]
+# stage1_gtx1650.py's pipelines with this codec
 train_pipeline = [
     dict(type='LoadImage'),
     dict(type='GetBBoxCenterScale'),
@@ -20,6 +22,13 @@ train_pipeline = [
     dict(type='RandomHalfBody'),
     dict(type='RandomBBoxTransform'),
     dict(type='TopdownAffine', input_size=codec['input_size'], use_udp=True),
+    dict(type='PhotometricDistortion'),
+    dict(type='Albumentation', transforms=[
+        dict(type='Blur', p=0.1),
+        dict(type='MedianBlur', p=0.1),
+        dict(type='CoarseDropout', max_holes=1, max_height=0.4, max_width=0.4, min_holes=1,
+             min_height=0.2, min_width=0.2, p=1.0),
+    ]),
     dict(type='GenerateTarget', encoder=codec),
     dict(type='PackPoseInputs'),
 ]

@@ -1,4 +1,4 @@
-"""Two-phase fine-tuning: frozen backbone (phase 1), then (partial) unfreezing."""
+"""Two-phase fine-tuning: frozen backbone (phase 1), then one of three phase-2 routes."""
 import logging
 from typing import Optional, Sequence
 
@@ -10,8 +10,8 @@ from mmengine.optim import OptimWrapper
 from mmpose.registry import HOOKS
 
 from keypose_ext.utils import sapiens_memory_estimate as mem
-
-_PHASE2_KEYS = {'trainable_layers', 'with_cp'}
+from keypose_ext.utils.errors import UserValueError
+from keypose_ext.utils.sapiens_archs import resolve_phase2
 
 
 def _unwrap(model):
@@ -27,9 +27,12 @@ class SapiensPhaseSwitchHook(Hook):
 
     Freezing a module:
     - one with ``set_trainable_layers`` (:class:`SapiensTorchScriptBackbone`) is set to
-      ``trainable_layers=0`` and, in phase 2, to ``phase2['trainable_layers']`` (-1 =
-      all, N = last N blocks) and ``phase2['with_cp']``; it keeps its frozen part in
-      eval mode across ``model.train()`` and runs it without gradients;
+      ``trainable_layers=0`` in phase 1 and in phase 2 follows ``phase2['mode']``:
+      ``'lora'`` (adapters on every block's attention and MLP + final norm; needs
+      ``model.backbone.lora``), ``'last_blocks'`` (the last ``trainable_layers`` blocks +
+      final norm) or ``'full'`` (everything); ``phase2['with_cp']`` sets activation
+      checkpointing. It keeps its frozen part in eval mode across ``model.train()``
+      and runs it without gradients;
     - any other module gets ``requires_grad=False`` and is put back to eval mode
       before each training iteration (``model.train()`` runs at each epoch start).
 
@@ -48,10 +51,12 @@ class SapiensPhaseSwitchHook(Hook):
     Args:
         switch_epoch (int): First epoch (0-based) of phase 2. 0 = start in phase 2.
         frozen_modules (Sequence[str]): Dotted module names in the model.
-        phase2 (dict, optional): ``trainable_layers`` (default -1) and ``with_cp``
-            for modules with ``set_trainable_layers``.
-        check_memory (bool): On a CUDA GPU, warn before training when the estimated
-            peak of a phase exceeds the GPU (value and fix in the message).
+        phase2 (dict, optional): ``mode`` (``'lora' | 'last_blocks' | 'full'``),
+            ``trainable_layers`` (N for ``'last_blocks'``; without ``mode``, N > 0 means
+            ``'last_blocks'`` and -1 ``'full'``) and ``with_cp``.
+        check_memory (bool): On a CUDA GPU, warn before training when the estimate of
+            the run's config (keypose_ext/utils/sapiens_memory_estimate.py) exceeds the
+            GPU (value and fix in the message).
     """
 
     priority = 'ABOVE_NORMAL'
@@ -62,17 +67,13 @@ class SapiensPhaseSwitchHook(Hook):
                  phase2: Optional[dict] = None,
                  check_memory: bool = True):
         if int(switch_epoch) < 0:
-            raise ValueError(f'switch_epoch={switch_epoch} must be >= 0')
-        phase2 = dict(phase2 or {})
-        unknown = set(phase2) - _PHASE2_KEYS
-        if unknown:
-            raise ValueError(f'SapiensPhaseSwitchHook phase2 has unknown keys '
-                             f'{sorted(unknown)}; allowed: {sorted(_PHASE2_KEYS)}')
+            raise UserValueError(f'SapiensPhaseSwitchHook switch_epoch={switch_epoch} must '
+                                 'be >= 0')
         if isinstance(frozen_modules, str):
             frozen_modules = [frozen_modules]
         self.switch_epoch = int(switch_epoch)
         self.frozen_modules = list(frozen_modules)
-        self.phase2 = phase2
+        self.phase2 = resolve_phase2(phase2)
         self.check_memory = check_memory
         self.phase: Optional[int] = None
 
@@ -85,7 +86,7 @@ class SapiensPhaseSwitchHook(Hook):
             for part in name.split('.'):
                 if not hasattr(mod, part):
                     children = [n for n, _ in _unwrap(model).named_children()]
-                    raise ValueError(f'SapiensPhaseSwitchHook: frozen_modules entry '
+                    raise UserValueError(f'SapiensPhaseSwitchHook: frozen_modules entry '
                                      f'{name!r} is not in the model (top-level modules: '
                                      f'{children})')
                 mod = getattr(mod, part)
@@ -100,11 +101,13 @@ class SapiensPhaseSwitchHook(Hook):
         root = _unwrap(model)
         for _, mod in self._modules(model):
             if hasattr(mod, 'set_trainable_layers'):
+                p2 = self.phase2
                 if phase == 1:
                     mod.set_trainable_layers(0)
+                elif p2['mode'] == 'lora':
+                    mod.set_lora_trainable(with_cp=p2['with_cp'])
                 else:
-                    mod.set_trainable_layers(self.phase2.get('trainable_layers', -1),
-                                             with_cp=self.phase2.get('with_cp'))
+                    mod.set_trainable_layers(p2['trainable_layers'], with_cp=p2['with_cp'])
             else:
                 for p in mod.parameters():
                     p.requires_grad_(phase == 2)
@@ -120,7 +123,7 @@ class SapiensPhaseSwitchHook(Hook):
             n_train = sum(p.numel() for p in root.parameters() if p.requires_grad)
             n_all = sum(p.numel() for p in root.parameters())
             what = ('frozen ' + ', '.join(self.frozen_modules) if phase == 1
-                    else 'fine-tuning')
+                    else f"fine-tuning, route {self.phase2['mode']!r}")
             print_log(f'SapiensPhaseSwitchHook: phase {phase} ({what}): '
                       f'{n_train / 1e6:.2f} M of {n_all / 1e6:.2f} M parameters train',
                       logger='current', level=logging.INFO)
@@ -172,56 +175,38 @@ class SapiensPhaseSwitchHook(Hook):
         max_epochs = getattr(runner.train_loop, 'max_epochs', 0)
         switches = runner.epoch < self.switch_epoch < max_epochs
         if switches or after != requires_grad_before:
-            raise ValueError(
+            raise UserValueError(
                 'SapiensPhaseSwitchHook: DistributedDataParallel fixes the trained '
                 'parameters when it wraps the model, so a phase switch inside a '
                 'distributed run would leave unfrozen parameters unsynchronised. Run the '
                 'phases as two runs: phase 1 with train_cfg.max_epochs='
                 f'{self.switch_epoch}, then phase 2 with load_from=<phase-1 checkpoint>, '
-                "custom_hooks.0.switch_epoch=0 and model.backbone.trainable_layers="
-                f"{self.phase2.get('trainable_layers', -1)}")
+                "custom_hooks.0.switch_epoch=0 (phase 2 from the start)")
 
     def _check_memory(self, runner) -> None:
-        if not torch.cuda.is_available():
-            return
-        backbone = None
-        for _, mod in self._modules(runner.model):
-            if hasattr(mod, 'set_trainable_layers') and hasattr(mod, 'arch_settings'):
-                backbone = mod
-        if backbone is None:
+        cfg = getattr(runner, 'cfg', None)
+        if not torch.cuda.is_available() or cfg is None:
             return
         try:
-            batch = runner.train_dataloader.batch_size
-        except Exception:  # noqa: BLE001  (no dataloader: nothing to check)
-            return
+            plan = mem.plan_from_config(cfg)
+        except (UserValueError, KeyError, AttributeError):
+            return  # not a Sapiens config: nothing to estimate
         device = torch.cuda.current_device()
         total = torch.cuda.get_device_properties(device).total_memory
         name = torch.cuda.get_device_name(device)
-        hw = tuple(int(s) * backbone.patch_size for s in backbone.patch_resolution)
-        fbytes = 4 if backbone.frozen_dtype in (None, torch.float32) else 2
-        n2 = self.phase2.get('trainable_layers', -1)
-        cp2 = bool(self.phase2.get('with_cp', backbone.with_cp))
-        accum = getattr(runner.optim_wrapper, '_accumulative_counts', 1)
-        budget = mem.allocator_budget(total)
-        for phase, n, cp in ((1, 0, backbone.with_cp), (2, n2, cp2)):
-            if phase == 1 and self.switch_epoch == 0:
+        budget = mem.gpu_budget(total)
+        for phase, est in mem.estimate_plan(plan).items():
+            if est['total'] <= budget:
                 continue
-            est = mem.estimate_phase_memory(backbone.arch_settings, hw, batch, n, fbytes,
-                                            with_cp=cp)['total']
-            if est > budget:
-                fits = mem.suggest_settings(backbone.arch_settings, total,
-                                            effective_batch=batch * accum,
-                                            resolutions=[hw],
-                                            frozen_dtype_bytes=fbytes)
-                fix = ('e.g. --cfg-options train_dataloader.batch_size='
-                       f'{fits[0]["batch_size"]} optim_wrapper.accumulative_counts='
-                       f'{fits[0]["accumulative_counts"]} custom_hooks.0.phase2.'
-                       f'trainable_layers={fits[0]["trainable_layers"]}' if fits else
-                       'use configs/sapiens/stage1_minimal.py (320x240, batch 1)')
-                print_log(
-                    f'SapiensPhaseSwitchHook: phase {phase} (batch_size={batch}, input '
-                    f'{hw[0]}x{hw[1]}, trainable_layers={n}, with_cp={cp}) needs about '
-                    f'{mem.format_bytes(est)} but {name} leaves '
-                    f'{mem.format_bytes(budget)} to PyTorch; it will likely run out of '
-                    f'memory. Fix: {fix} (see python tools/check_env.py)',
-                    logger='current', level=logging.WARNING)
+            fits = [r for r in mem.fitting_settings(plan, total) if r['batch_size']]
+            fix = ('; '.join(f"route {r['route']!r} at batch {r['batch_size']} x "
+                             f"{r['accumulative_counts']}" for r in fits)
+                   if fits else 'nothing fits this GPU, even at batch 1')
+            hw = plan['input_hw']
+            print_log(
+                f'SapiensPhaseSwitchHook: {phase} (route {self.phase2["mode"]!r}, batch_size='
+                f'{plan["batch_size"]}, input {hw[0]}x{hw[1]}) needs about '
+                f'{mem.format_bytes(est["total"])} but {name} has '
+                f'{mem.format_bytes(total)}; it will likely run out of memory. What fits: '
+                f'{fix} (python tools/check_env.py --config <this config> prints the '
+                'settings)', logger='current', level=logging.WARNING)

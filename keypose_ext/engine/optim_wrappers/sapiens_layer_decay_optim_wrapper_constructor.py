@@ -7,6 +7,11 @@ from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmpose.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
+from keypose_ext.utils.errors import UserValueError
+
+# Name parts FSDP and activation-checkpoint wrappers insert (use_orig_params=True).
+_WRAPPER_PARTS = ('_fsdp_wrapped_module.', '_checkpoint_wrapped_module.')
+
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class SapiensLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
@@ -21,8 +26,10 @@ class SapiensLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     switch (and a resume).
 
     Depth comes from ``model.backbone.get_layer_depth(name, 'backbone.')``
-    (mmpretrain ViTs): patch/position embedding 0, block ``i`` → ``i + 1``, final
-    norm and head → ``num_layers + 1`` (scale 1).
+    (mmpretrain ViTs): patch/position embedding 0, block ``i`` → ``i + 1`` (its LoRA
+    adapters too), final norm and head → ``num_layers + 1`` (scale 1). Names inside an
+    FSDP-wrapped model (``configs/sapiens/stage1_gtx1650_full_offload.py``) are read
+    without the wrappers' name parts.
 
     ``paramwise_cfg``:
         - ``layer_decay_rate`` (float): per-block factor, e.g. 0.85 (Sapiens' value).
@@ -33,20 +40,22 @@ class SapiensLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     def add_params(self, params: List[dict], module: nn.Module, **kwargs) -> None:
         rate = float(self.paramwise_cfg.get('layer_decay_rate', 1.0))
         if not 0 < rate <= 1:
-            raise ValueError(f'paramwise_cfg.layer_decay_rate={rate} must be in (0, 1]')
+            raise UserValueError(f'paramwise_cfg.layer_decay_rate={rate} must be in (0, 1]')
         no_decay = tuple(self.paramwise_cfg.get('no_decay_names', ('pos_embed',
                                                                    'cls_token')))
-        backbone = getattr(module, 'backbone', None)
+        backbone = getattr(getattr(module, 'module', module), 'backbone', None)
         if backbone is None or not hasattr(backbone, 'get_layer_depth'):
-            raise ValueError(
+            raise UserValueError(
                 'SapiensLayerDecayOptimWrapperConstructor needs model.backbone with '
                 'get_layer_depth() (a ViT such as SapiensTorchScriptBackbone); use '
                 "optim_wrapper.constructor='DefaultOptimWrapperConstructor' otherwise")
         if self.base_lr is None:
-            raise ValueError('optim_wrapper.optimizer needs an lr for layer-wise decay')
+            raise UserValueError('optim_wrapper.optimizer needs an lr for layer-wise decay')
         base_wd = self.base_wd or 0.
         groups = {}
         for name, param in module.named_parameters():
+            for part in _WRAPPER_PARTS:
+                name = name.replace(part, '')
             depth, max_depth = backbone.get_layer_depth(name, 'backbone.')
             decay = not (param.ndim <= 1 or name.endswith('.bias')
                          or any(k in name for k in no_decay))
