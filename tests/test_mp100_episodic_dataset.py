@@ -118,6 +118,30 @@ def test_too_few_instances_are_reported_by_name(syn, monkeypatch):
     assert set(ds.skipped_categories) == {short, unlabelled}  # 2 shots need 2 labelled
 
 
+def test_supports_always_have_a_label(syn):
+    root, summary = syn
+    cat = summary['splits'][1]['train'][3]
+
+    def edit(data):  # 5 of the category's 8 instances lose every label
+        for a in [a for a in data['annotations'] if a['category_id'] == cat][3:]:
+            a['keypoints'] = [0] * len(a['keypoints'])
+    ann = _write_variant(root, 'mostly_unlabelled_train.json', edit)
+    ds = build(root, ann_file=ann, debug_overfit_category=cat, num_shots=3,
+               num_queries_per_episode=4, episodes_per_epoch=50)
+    has_label = ds._table['num_labelled'] > 0
+    for e in (ds.get_episode(4 * ep) for ep in range(50)):
+        ids = e['support_indices'] + [ds.get_episode(4 * e['episode_index'] + q)['query_index']
+                                      for q in range(4)]
+        assert has_label[e['support_indices']].all() and len(set(ids)) == 7
+    # every instance labelled: the draw is the plain one, N + Q distinct of the category
+    plain = build(root, num_shots=2, num_queries_per_episode=3, episodes_per_epoch=3, seed=5)
+    rng = np.random.default_rng([5, 0, 1])
+    c = plain.category_ids[int(rng.integers(len(plain.category_ids)))]
+    pick = plain._pool[c][rng.choice(len(plain._pool[c]), 5, replace=False)]
+    assert plain.get_episode(3)['support_indices'] == pick[:2].tolist()
+    assert plain.get_episode(4)['query_index'] == pick[3]
+
+
 def test_a_query_without_labelled_keypoints_is_kept_and_scores_zero(syn):
     root, summary = syn
     cat = summary['splits'][1]['val'][0]

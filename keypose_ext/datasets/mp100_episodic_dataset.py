@@ -13,14 +13,13 @@ Index layout:
   without shared state. The epoch reaches the workers inside the index itself:
   :class:`EpisodicSampler` yields ``epoch * len(dataset) + i`` (so persistent workers
   are fine); ``set_epoch`` is a fallback for other samplers (then use
-  ``persistent_workers=False``, since forked workers keep the epoch they were
-  forked with).
+  ``persistent_workers=False``: forked workers keep the epoch they were forked with).
 - validation/test (``test_mode=True``): ``episodes_per_category`` fixed episodes per
   category (MP-100 protocol: 100 x 15 queries for val, 200 x 15 for test), drawn
   from ``default_rng([seed, category_id, episode])`` once, at start-up.
 
-Supports are drawn among the instances with a labelled keypoint, queries among all
-the others of the category: a query with no labelled keypoint stays (it scores 0).
+Supports have a labelled keypoint; a query need not: it stays, and scores 0 (as a
+pair without a counted keypoint does in the references' PCK).
 """
 import logging
 import os.path as osp
@@ -110,12 +109,10 @@ class MP100EpisodicDataset(BaseDataset):
             if not isinstance(value, (int, np.integer)) or value < low:
                 raise UserValueError(f'MP100EpisodicDataset: {name} must be an integer '
                                      f'>= {low}, got {value!r}')
-        self.num_shots = int(num_shots)
-        self.num_queries = int(num_queries_per_episode)
+        self.num_shots, self.num_queries = int(num_shots), int(num_queries_per_episode)
         self.episodes_per_epoch = int(episodes_per_epoch)
         self.episodes_per_category = int(episodes_per_category)
-        self.seed = int(seed)
-        self.split_key = split_key
+        self.seed, self.split_key = int(seed), split_key
         self.debug = CapeDebugMode(debug_single_image, debug_single_image_index,
                                    debug_overfit_category)
         self._epoch = 0
@@ -148,9 +145,8 @@ class MP100EpisodicDataset(BaseDataset):
         self._labelled = {c: p[table['num_labelled'][p] > 0] for c, p in self._pool.items()}
         unlabelled = sum(len(self._pool[c]) - len(self._labelled[c]) for c in selected)
         if unlabelled:
-            print_log(f'{osp.basename(self.ann_file)}: {unlabelled} instance(s) without a '
-                      'labelled keypoint are used as queries only (they score 0)',
-                      logger='current')
+            print_log(f'{osp.basename(self.ann_file)}: {unlabelled} instance(s) without a labelled '
+                      'keypoint are used as queries only (they score 0)', logger='current')
         if self.debug.single_image is not None:
             self._init_single_image()
         else:
@@ -219,12 +215,18 @@ class MP100EpisodicDataset(BaseDataset):
                                        len(first), self.episodes_per_epoch)
 
     def _draw(self, rng: np.random.Generator, c: int) -> np.ndarray:
-        """N supports among the labelled instances, then Q queries among the rest."""
-        labelled = self._labelled[c]
-        sup = labelled[rng.choice(len(labelled), self.num_shots, replace=False)]
-        rest = np.setdiff1d(self._pool[c], sup)
-        return np.concatenate([sup, rest[rng.choice(len(rest), self.num_queries,
-                                                    replace=False)]])
+        """N + Q distinct instances of category ``c``, supports first, all labelled."""
+        n, m = self.num_shots, self.num_shots + self.num_queries
+        pick = self._pool[c][rng.choice(len(self._pool[c]), m, replace=False)]
+        has_label = self._table['num_labelled'][pick] > 0
+        if has_label[:n].all():  # always so when every instance has a label
+            return pick
+        # an unlabelled support trades places with a labelled query, or with a
+        # labelled instance not drawn
+        pick, k = pick[np.argsort(~has_label, kind='stable')], int(has_label.sum())
+        spare = np.setdiff1d(self._labelled[c], pick)
+        extra = spare[rng.choice(len(spare), max(0, n - k), replace=False)]
+        return np.concatenate([pick[:k], extra, pick[k:]])[:m]
 
     def set_epoch(self, epoch: int) -> None:
         """Epoch used for plain indices (``EpisodicSampler`` passes it in the index)."""
