@@ -254,8 +254,7 @@ class MP100EpisodicDataset(BaseDataset):
         if idx < 0 or (self.test_mode and idx >= n):
             raise IndexError(f'MP100EpisodicDataset index {idx} out of range ({n})')
         epoch, i = (0, idx) if self.test_mode else divmod(idx, n)
-        if epoch == 0 and not self.test_mode:
-            epoch = self._epoch
+        epoch = epoch or (0 if self.test_mode else self._epoch)  # set_epoch's, for plain indices
         ep, q = divmod(i, self.num_queries)
         if self.debug.single_image is not None:
             c, row = self.category_ids[0], [self._single] * (self.num_shots + q + 1)
@@ -278,8 +277,7 @@ class MP100EpisodicDataset(BaseDataset):
         return ep
 
     def _load_one(self, inst_idx: int) -> dict:
-        info = self.instance_dataset.get_data_info(inst_idx)
-        results = self.pipeline(info)
+        results = self.pipeline(info := self.instance_dataset.get_data_info(inst_idx))
         if results is None:
             raise RuntimeError(f'the pipeline dropped {info["img_path"]} (annotation '
                                f'{info["id"]}); CAPE pipelines must not filter')
