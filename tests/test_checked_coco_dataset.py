@@ -35,6 +35,17 @@ def test_metainfo_is_mmpose_coco():
     assert meta['num_keypoints'] == 17 and meta['dataset_name'] == 'coco'
 
 
+def test_synthetic_set_uses_mmpose_coco_names_and_skeleton(coco):
+    from keypose_ext.utils.errors import KeyposeUserError
+    cat = json.load(open(coco / 'annotations/person_keypoints_val2017.json'))['categories'][0]
+    meta = CheckedCocoDataset._load_metainfo()
+    assert cat['keypoints'] == [meta['keypoint_id2name'][i] for i in range(17)]
+    assert sorted(map(tuple, cat['skeleton'])) == sorted(
+        (a + 1, b + 1) for a, b in meta['skeleton_links'])  # COCO JSON is 1-based
+    with pytest.raises(KeyposeUserError, match='not found'):
+        _dataset(coco / 'nowhere')
+
+
 def _predictions_equal_to_gt(ds, jitter=0.0, seed=0):
     rng = np.random.default_rng(seed)
     samples = []

@@ -59,3 +59,26 @@ def test_needs_a_vit_backbone():
         build_optim_wrapper(torch.nn.Linear(2, 2), dict(CFG))
     with pytest.raises(ValueError, match='layer_decay_rate=1.5'):
         build_optim_wrapper(Toy(), dict(CFG, paramwise_cfg=dict(layer_decay_rate=1.5)))
+
+
+def test_lora_adapters_and_fsdp_names_get_their_block_depth():
+    class FakeFSDP(torch.nn.Module):
+        """Parameter names as FSDP (use_orig_params=True) reports them."""
+
+        def __init__(self, module):
+            super().__init__()
+            self._fsdp_wrapped_module = module
+
+        @property
+        def module(self):
+            return self._fsdp_wrapped_module
+
+    model = Toy()
+    model.backbone = SapiensTorchScriptBackbone(arch=dict(TINY_ARCH), img_size=(32, 32),
+                                                lora=dict(rank=2))
+    ow = build_optim_wrapper(FakeFSDP(model), dict(CFG))
+    lr_of = {id(p): g['lr'] for g in ow.optimizer.param_groups for p in g['params']}
+    qkv = model.backbone.layers[0].attn.qkv
+    assert lr_of[id(qkv.lora_up.weight)] == pytest.approx(1e-3 * 0.5**3)
+    assert lr_of[id(qkv.original_layer.weight)] == pytest.approx(1e-3 * 0.5**3)
+    assert lr_of[id(model.head.weight)] == pytest.approx(1e-3)

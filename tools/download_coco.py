@@ -16,15 +16,16 @@ Parts already complete are skipped. About 19 GB to download, 20 GB on disk.
 """
 import argparse
 import glob
-import json
 import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
-from keypose_ext.utils.sapiens_download import (DownloadError, download,  # noqa: E402
-                                                safe_extract_zip)
+from keypose_ext.utils.errors import (KeyposeUserError, UserRuntimeError,  # noqa: E402
+                                      UserValueError)
+from keypose_ext.utils.io import load_json  # noqa: E402
+from keypose_ext.utils.sapiens_download import download, safe_extract_zip  # noqa: E402
 
 OFFICIAL_BASE_URL = 'http://images.cocodataset.org'
 # Sizes and MD5s as published with COCO-2017.
@@ -71,19 +72,20 @@ def part_complete(root: str, spec: dict) -> bool:
 
 
 def check_part(root: str, name: str, spec: dict) -> str:
-    """One line of status; raises ``RuntimeError`` with the fix if incomplete."""
+    """One line of status; raises ``UserRuntimeError`` with the fix if incomplete."""
     if 'files' in spec:
         missing = [f for f in spec['files'] if not osp.isfile(osp.join(root, f))]
         if missing:
-            raise RuntimeError(f'{name}: missing {missing} after extraction; the archive '
-                               'is not the COCO-2017 annotations; rerun with --force')
+            raise UserRuntimeError(f'{name}: missing {missing} after extraction; the '
+                                   'archive is not the COCO-2017 annotations; rerun with '
+                                   '--force')
         return f'{name}: ' + ', '.join(spec['files'])
     folder = osp.join(root, spec['folder'])
     n = count_images(folder)
     if n != spec['count']:
-        raise RuntimeError(f'{name}: {folder} holds {n} images, expected {spec["count"]}; '
-                           'rerun with --force to extract again (the zip is re-downloaded '
-                           'if it was deleted)')
+        raise UserRuntimeError(f'{name}: {folder} holds {n} images, expected '
+                               f'{spec["count"]}; rerun with --force to extract again (the '
+                               'zip is re-downloaded if it was deleted)')
     return f'{name}: {n} images in {folder}'
 
 
@@ -91,11 +93,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     parts = {k: dict(v) for k, v in PARTS.items()}
     if args.manifest:
-        with open(args.manifest) as f:
-            for k, v in json.load(f).items():
-                if k not in parts:
-                    raise ValueError(f'--manifest part {k!r} unknown; use {list(parts)}')
-                parts[k].update(v)
+        for k, v in load_json(args.manifest, '--manifest file').items():
+            if k not in parts:
+                raise UserValueError(f'--manifest part {k!r} unknown; use {list(parts)}')
+            parts[k].update(v)
     root = args.data_root
     zips = args.download_dir or osp.join(root, 'downloads')
     os.makedirs(root, exist_ok=True)
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
             lines.append(check_part(root, name, spec))
             if not args.keep_zips:
                 os.remove(zip_path)
-    except (DownloadError, RuntimeError, ValueError) as e:
+    except KeyposeUserError as e:  # DownloadError and the errors above
         print(f'error: {e}', file=sys.stderr)
         return 1
     print('\n'.join(['COCO ready:'] + ['  ' + s for s in lines]))

@@ -105,8 +105,7 @@ def main(argv=None) -> int:
     except DownloadError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
-    from keypose_ext.models.backbones.sapiens_torchscript_backbone import \
-        detect_checkpoint_format
+    from keypose_ext.utils.sapiens_torchscript import detect_checkpoint_format
     kind = detect_checkpoint_format(dest)
     if kind != 'torchscript':
         print(f'error: {dest} was downloaded but is {kind}, not TorchScript; remove it and '

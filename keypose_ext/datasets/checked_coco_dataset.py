@@ -9,6 +9,8 @@ from mmengine.logging import print_log
 from mmpose.datasets.datasets.body import CocoDataset
 from mmpose.registry import DATASETS
 
+from keypose_ext.utils.errors import UserFileNotFoundError, UserValueError
+
 _FIX = ('download it with `python tools/download_coco.py --data-root {root}` (resumable, '
         'verifies sizes and image counts) or point data_root/ann_file/data_prefix at your '
         'copy')
@@ -42,7 +44,7 @@ class CheckedCocoDataset(CocoDataset):
 
     def __init__(self, *args, missing_images: str = 'error', **kwargs):
         if missing_images not in ('error', 'skip'):
-            raise ValueError(f"missing_images={missing_images!r}; use 'error' or 'skip'")
+            raise UserValueError(f"dataset missing_images={missing_images!r}; use 'error' or 'skip'")
         self.missing_images = missing_images
         super().__init__(*args, **kwargs)
 
@@ -52,15 +54,15 @@ class CheckedCocoDataset(CocoDataset):
 
     def load_data_list(self) -> List[dict]:
         if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(
+            raise UserFileNotFoundError(
                 f'COCO annotation file {self.ann_file!r} not found; {self._root_hint()}')
         img_dir = self.data_prefix.get('img') or ''
         if img_dir and not osp.isdir(img_dir):
-            raise FileNotFoundError(
+            raise UserFileNotFoundError(
                 f'COCO image folder {img_dir!r} not found (ann_file {self.ann_file!r}); '
                 f'{self._root_hint()}')
         if self.bbox_file and not osp.isfile(self.bbox_file):
-            raise FileNotFoundError(
+            raise UserFileNotFoundError(
                 f'person detection file bbox_file={self.bbox_file!r} not found; set '
                 'bbox_file=None to evaluate on ground-truth boxes')
         data_list = super().load_data_list()
@@ -82,7 +84,7 @@ class CheckedCocoDataset(CocoDataset):
         msg = (f'{len(missing)} of {n_img} images referenced by {self.ann_file!r} are '
                f'missing, e.g. {missing[:3]}')
         if self.missing_images == 'error':
-            raise FileNotFoundError(
+            raise UserFileNotFoundError(
                 f"{msg}; {self._root_hint()}, or set missing_images='skip' to train "
                 'without them')
         missing = set(missing)

@@ -19,16 +19,22 @@ from typing import Dict, Sequence
 import cv2
 import numpy as np
 
-KEYPOINT_NAMES = [
-    'nose', 'left_eye', 'right_eye', 'left_ear', 'right_ear', 'left_shoulder',
-    'right_shoulder', 'left_elbow', 'right_elbow', 'left_wrist', 'right_wrist', 'left_hip',
-    'right_hip', 'left_knee', 'right_knee', 'left_ankle', 'right_ankle'
-]
-# COCO's 1-based skeleton, as in person_keypoints_*.json
-SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7],
-            [6, 8], [7, 9], [8, 10], [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5],
-            [4, 6], [5, 7]]
-# A frontal person in a unit box (x right, y down); left is the image's right side.
+from keypose_ext.utils.io import atomic_write
+
+
+def coco_keypoint_info():
+    """``(names, skeleton)`` of COCO's 17 keypoints from mmpose's own COCO metainfo
+    (the file CheckedCocoDataset uses); the skeleton 1-based, as in COCO's JSON."""
+    from mmpose.datasets.datasets.utils import parse_pose_metainfo
+
+    from keypose_ext.datasets.checked_coco_dataset import CheckedCocoDataset
+    meta = parse_pose_metainfo(dict(CheckedCocoDataset.METAINFO))
+    names = [meta['keypoint_id2name'][i] for i in range(meta['num_keypoints'])]
+    return names, [[int(a) + 1, int(b) + 1] for a, b in meta['skeleton_links']]
+
+
+# A frontal person in a unit box (x right, y down), keypoints in COCO's order; left is
+# the image's right side.
 _TEMPLATE = np.array(
     [[0.50, 0.08], [0.55, 0.05], [0.45, 0.05], [0.60, 0.07], [0.40, 0.07], [0.68, 0.22],
      [0.32, 0.22], [0.78, 0.38], [0.22, 0.38], [0.82, 0.52], [0.18, 0.52], [0.62, 0.55],
@@ -60,6 +66,7 @@ def make_synthetic_coco(root: str,
         max_persons: 1..max persons per image.
     """
     num_images = num_images or {'train': 6, 'val': 4}
+    names, skeleton = coco_keypoint_info()
     img_w, img_h = image_size
     rng = np.random.default_rng(seed)
     out = {}
@@ -77,7 +84,7 @@ def make_synthetic_coco(root: str,
             for _ in range(int(rng.integers(1, max_persons + 1))):
                 ann_id += 1
                 kpts, box = _person(rng, img_w, img_h)
-                for a, b in SKELETON:
+                for a, b in skeleton:
                     cv2.line(img, tuple(int(v) for v in kpts[a - 1]),
                              tuple(int(v) for v in kpts[b - 1]), (200, 200, 200), 2)
                 for k, (x, y) in enumerate(kpts):
@@ -96,9 +103,9 @@ def make_synthetic_coco(root: str,
             info=dict(description='synthetic COCO person keypoints (keypose_ext)'),
             images=images, annotations=annotations,
             categories=[dict(id=1, name='person', supercategory='person',
-                             keypoints=KEYPOINT_NAMES, skeleton=SKELETON)])
+                             keypoints=names, skeleton=skeleton)])
         path = osp.join(ann_dir, f'person_keypoints_{split}2017.json')
-        with open(path, 'w') as f:
+        with atomic_write(path, 'w') as f:
             json.dump(ann, f)
         out[split] = path
     return out

@@ -16,12 +16,15 @@ from typing import Dict, Optional
 
 from tqdm import tqdm
 
+from .errors import KeyposeUserError, UserValueError
+
 CHUNK = 1 << 20
 USER_AGENT = 'keypose_ext-downloader/0.1'
 
 
-class DownloadError(ConnectionError):
-    """A download failed (offline, HTTP error, truncated or corrupt file)."""
+class DownloadError(KeyposeUserError, ConnectionError):
+    """A download failed (offline, HTTP error, truncated or corrupt file); the message
+    names the URL and what to do."""
 
 
 def _request(url: str, headers: Optional[Dict[str, str]] = None, method: str = 'GET'):
@@ -158,7 +161,7 @@ def safe_extract_zip(zip_path: str, dest_dir: str) -> int:
                       or not (target == dest_root or target.startswith(dest_root + os.sep))
                       or stat.S_ISLNK(m.external_attr >> 16))
             if unsafe:
-                raise ValueError(f'{zip_path}: refusing to extract unsafe member '
+                raise UserValueError(f'{zip_path}: refusing to extract unsafe member '
                                  f'{m.filename!r} (absolute path, "..", or symlink)')
         n = 0
         for m in tqdm(members, desc=f'extract {osp.basename(zip_path)}', unit='file',
