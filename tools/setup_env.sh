@@ -13,21 +13,26 @@
 # - mmpose/mmpretrain/mmdet --no-deps: mmpose requires chumpy, which does not build on 3.11
 #   and is never imported.
 # - xtcocotools from source: its wheel is built against numpy 1.x.
+# - albumentations/albucore --no-deps (Meta's Sapiens augmentation through mmpose's
+#   Albumentation): they require opencv-python-headless, which would overwrite
+#   opencv-python's cv2 (and its GUI); 1.4.24 is the last release with the
+#   albumentations.augmentations.transforms module mmpose's wrapper looks up.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${KEYPOSE_VENV:-$ROOT/.venv}
 CACHE=${KEYPOSE_CACHE:-$HOME/.cache/keypose_ext}
 PYTHON=${PYTHON:-python3}
-STACK_VERSION=2  # bump when the pinned set below changes
+STACK_VERSION=3  # bump when the pinned set below changes
 STAMP=$VENV/.keypose_stack_v$STACK_VERSION
 
 TORCH="torch==2.13.0 torchvision==0.28.0"
 OPENMMLAB="mmengine==0.10.7 mmpose==1.3.2 mmpretrain==1.2.0 mmdet==3.3.0"
+NODEPS_RUNTIME="albumentations==1.4.24 albucore==0.0.23"
 RUNTIME="numpy==2.4.6 opencv-python==5.0.0.93 scipy matplotlib json-tricks munkres \
 pycocotools einops importlib-metadata mat4py modelindex six rich termcolor addict \
 shapely terminaltables pillow tqdm protobuf==6.33.0 tensorboard pytest \
-flake8==7.5.0 isort==9.0.2 yapf==0.43.0"
+flake8==7.5.0 isort==9.0.2 yapf==0.43.0 pyyaml pydantic stringzilla simsimd"
 
 log() { printf '[setup_env] %s\n' "$*"; }
 
@@ -77,8 +82,8 @@ fi
 log "installing xtcocotools from source (its wheel breaks under numpy 2)"
 $PIP install -q --no-binary xtcocotools --no-build-isolation xtcocotools==1.14.3
 
-log "installing $OPENMMLAB (--no-deps)"
-$PIP install -q --no-deps $OPENMMLAB
+log "installing $OPENMMLAB $NODEPS_RUNTIME (--no-deps)"
+$PIP install -q --no-deps $OPENMMLAB $NODEPS_RUNTIME
 
 $PIP install -q --no-deps --no-build-isolation -e "$ROOT"
 $PY -c "import mmcv.ops, mmpose.models, mmpretrain.models, xtcocotools.coco, keypose_ext" \
