@@ -58,7 +58,8 @@ def test_every_cape_config_fixes_its_seeds_and_states_its_weights():
     'capeseq_res50_mp100-split1-1shot-256x256.py',
     'capeseq_res18_mp100-split1-1shot-256x256.py',
     'capeseq_res18_synthetic-demo-128x128.py',
-    'capeseq_res18_synthetic-single-image-64x64.py'])
+    'capeseq_res18_synthetic-single-image-64x64.py',
+    'capeseq_res18_synthetic-overfit-category-64x64.py'])
 def test_model_builds_and_backbone_matches_head(name):
     cfg = Config.fromfile(os.path.join(CAPE, name))
     model = MODELS.build(cfg.model).eval()

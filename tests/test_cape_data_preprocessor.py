@@ -4,8 +4,8 @@ from mmpose.registry import MODELS
 
 
 def test_normalises_every_crop_of_the_episode():
-    pre = MODELS.build(dict(type='CapeDataPreprocessor', mean=[10., 20., 30.],
-                            std=[2., 4., 5.], bgr_to_rgb=True))
+    pre = MODELS.build(
+        dict(type='CapeDataPreprocessor', mean=[10., 20., 30.], std=[2., 4., 5.], bgr_to_rgb=True))
     x = torch.randint(0, 255, (3, 3, 4, 5), dtype=torch.uint8)  # query + 2 supports
     y = torch.randint(0, 255, (3, 3, 4, 5), dtype=torch.uint8)
     out = pre(dict(inputs=[x, y], data_samples=['a', 'b']))

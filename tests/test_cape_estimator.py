@@ -16,9 +16,12 @@ def data(tmp_path_factory):
     with DefaultScope.overwrite_default_scope('mmpose'):
         ds = DATASETS.build(dataset_cfg(root, num_shots=2, episodes_per_epoch=20))
         items = [ds[i] for i in range(len(ds))]
-        single = DATASETS.build(dataset_cfg(
-            root, num_shots=1, episodes_per_epoch=2,
-            debug_single_image=summary['splits'][1]['train'][-1]))
+        single = DATASETS.build(
+            dataset_cfg(
+                root,
+                num_shots=1,
+                episodes_per_epoch=2,
+                debug_single_image=summary['splits'][1]['train'][-1]))
     # a batch of four episodes with at least two keypoint counts
     batch = []
     for it in items:
@@ -52,20 +55,22 @@ def test_predictions_never_read_the_query_ground_truth(data):
     for it in tampered:
         gt = it['data_samples'].gt_instances
         gt.keypoints = rng.uniform(0, 100, gt.keypoints.shape).astype(np.float32)
-        gt.transformed_keypoints = rng.uniform(
-            -50, 50, gt.transformed_keypoints.shape).astype(np.float32)
+        gt.transformed_keypoints = rng.uniform(-50, 50,
+                                               gt.transformed_keypoints.shape).astype(np.float32)
         gt.keypoints_visible = 1 - gt.keypoints_visible
+        labels = it['data_samples'].gt_instance_labels
+        labels.keypoint_labels = torch.rand_like(labels.keypoint_labels)
+        labels.keypoint_weights = 1 - labels.keypoint_weights
     out = _predict(model, tampered)
     for a, b in zip(ref, out):
-        np.testing.assert_array_equal(a.pred_instances.keypoints,
-                                      b.pred_instances.keypoints)
+        np.testing.assert_array_equal(a.pred_instances.keypoints, b.pred_instances.keypoints)
         np.testing.assert_array_equal(a.pred_instances.keypoint_scores,
                                       b.pred_instances.keypoint_scores)
     # ... while a different query image does change them
     other = copy.deepcopy(batch)
     other[0]['inputs'][0] = other[1]['inputs'][0]
-    assert not np.array_equal(_predict(model, other)[0].pred_instances.keypoints,
-                              ref[0].pred_instances.keypoints)
+    assert not np.array_equal(
+        _predict(model, other)[0].pred_instances.keypoints, ref[0].pred_instances.keypoints)
 
 
 def test_mixed_categories_give_one_prediction_per_keypoint(data):
@@ -83,8 +88,8 @@ def test_every_parameter_learns_and_the_pose_graph_matters(data):
     batch = copy.deepcopy(batch)
     # one support keypoint seen by no shot and one unlabelled query keypoint, so
     # the "missing" embeddings take part too
-    batch[0]['data_samples'].support_keypoints_visible[:, 0] = 0
-    batch[1]['data_samples'].gt_instances.keypoints_visible[0, 1] = 0
+    batch[0]['data_samples'].support_keypoint_weights[:, 0] = 0
+    batch[1]['data_samples'].gt_instance_labels.keypoint_weights[0, 1] = 0
     data_ = model.data_preprocessor(pseudo_collate(batch), True)
     losses = model(**data_, mode='loss')
     assert set(losses) == {'loss_ce', 'loss_coords', 'loss_proposal'}
@@ -98,12 +103,20 @@ def test_every_parameter_learns_and_the_pose_graph_matters(data):
     assert np.isfinite(ref).all()
     rewired = copy.deepcopy(batch)
     k = rewired[0]['data_samples'].num_keypoints
-    rewired[0]['data_samples'].set_metainfo(
-        dict(skeleton=[[i, (i + 2) % k] for i in range(k)]))
+    rewired[0]['data_samples'].set_metainfo(dict(skeleton=[[i, (i + 2) % k] for i in range(k)]))
     assert not np.allclose(_predict(model, rewired)[0].pred_instances.keypoints, ref)
     moved = copy.deepcopy(batch)
-    moved[0]['data_samples'].support_transformed_keypoints[..., 0] += 7
+    moved[0]['data_samples'].support_keypoint_labels[..., 0] += 7 / 64
     assert not np.allclose(_predict(model, moved)[0].pred_instances.keypoints, ref)
+
+
+def test_topdown_contract_loss_predict_and_image_mapping_are_mmposes():
+    from mmpose.models.pose_estimators.topdown import TopdownPoseEstimator
+
+    from keypose_ext.models.pose_estimators.cape_estimator import CapeEstimator
+    assert issubclass(CapeEstimator, TopdownPoseEstimator)
+    for name in ('loss', 'predict', 'add_pred_to_datasample'):
+        assert getattr(CapeEstimator, name) is getattr(TopdownPoseEstimator, name), name
 
 
 def test_predictions_are_in_original_image_pixels(data):
@@ -115,8 +128,8 @@ def test_predictions_are_in_original_image_pixels(data):
     assert s.support_img_paths == [s.img_path]
     pred = _predict(_model(coord_reference='support', end_threshold=1.1), [it])[0]
     vis = s.gt_instances.keypoints_visible[0] > 0
-    err = np.linalg.norm(pred.pred_instances.keypoints[0] - s.gt_instances.keypoints[0],
-                         axis=-1)[vis]
+    err = np.linalg.norm(
+        pred.pred_instances.keypoints[0] - s.gt_instances.keypoints[0], axis=-1)[vis]
     box = s.gt_instances.bboxes[0]
     assert err.max() < 0.02 * max(box[2] - box[0], box[3] - box[1])
 
@@ -126,8 +139,7 @@ def test_tensor_mode_and_errors(data):
     model = _model().eval()
     data_ = model.data_preprocessor(pseudo_collate(copy.deepcopy(batch)))
     out = model(**data_, mode='tensor')
-    assert out['coords'].shape[:2] == (4, max(b['data_samples'].num_keypoints
-                                              for b in batch))
+    assert out['coords'].shape[:2] == (4, max(b['data_samples'].num_keypoints for b in batch))
     with pytest.raises(ValueError, match='needs data_samples'):
         model(data_['inputs'], None, mode='tensor')
     with pytest.raises(ValueError, match=r'\(B, 1 \+ num_shots, 3, H, W\)'):

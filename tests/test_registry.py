@@ -69,6 +69,8 @@ CASES = {
             cape_dataset_cfg(d['root'] / 'mp100', episodes_per_epoch=2)), shuffle=True, seed=0)),
     'PackDepthPoseInputs': ('TRANSFORMS', lambda d: dict(type='PackDepthPoseInputs')),
     'PackCapeInputs': ('TRANSFORMS', lambda d: dict(type='PackCapeInputs')),
+    'CapeSequenceCodec': ('KEYPOINT_CODECS', lambda d: dict(
+        type='CapeSequenceCodec', input_size=(64, 64))),
     'DepthKeypointCodec': ('KEYPOINT_CODECS', lambda d: dict(
         type='DepthKeypointCodec', input_size=(224, 224), depth_scale=2.0)),
     'DepthKeypointRegressionHead': ('MODELS', lambda d: dict(

@@ -7,21 +7,21 @@ import numpy as np
 from mmengine.dist import master_only
 from mmpose.registry import VISUALIZERS
 from mmpose.structures import PoseDataSample
+from mmpose.utils.tensor_utils import to_numpy
 from mmpose.visualization import PoseLocalVisualizer
+
+from ..evaluation.functional.mp100_pck import mp100_sample_pck
 
 
 def keypoint_colours(k: int) -> List[Tuple[int, int, int]]:
     """One RGB colour per keypoint index, so keypoint i looks alike in every panel."""
-    hsv = np.stack([np.linspace(0, 179, max(k, 1), endpoint=False),
-                    np.full(max(k, 1), 230), np.full(max(k, 1), 255)], -1)
+    hsv = np.stack([
+        np.linspace(0, 179, max(k, 1), endpoint=False),
+        np.full(max(k, 1), 230),
+        np.full(max(k, 1), 255)
+    ], -1)
     rgb = cv2.cvtColor(hsv.astype(np.uint8)[None], cv2.COLOR_HSV2RGB)[0]
     return [tuple(int(c) for c in px) for px in rgb[:k]]
-
-
-def _np(x) -> np.ndarray:
-    if hasattr(x, 'detach'):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
 
 
 @VISUALIZERS.register_module()
@@ -31,7 +31,10 @@ class CapeVisualizer(PoseLocalVisualizer):
     Every support panel shows its labelled keypoints and the category's skeleton;
     the query panel shows the prediction (filled dots and skeleton) and the ground
     truth (rings joined to the prediction by a thin error line), titled with the
-    pair's PCK@0.2 (MP-100 rule). Keypoint i has the same colour in every panel.
+    pair's PCK@0.2 as ``EpisodicPCKMetric`` computes it (the same function,
+    :func:`~keypose_ext.evaluation.functional.mp100_sample_pck`). Keypoint i has the
+    same colour in every panel; keypoints the model did not decode (NaN) are not
+    drawn.
     Each panel is the instance's box enlarged by ``crop_padding`` and resized to
     ``panel_height`` pixels.
 
@@ -83,35 +86,52 @@ class CapeVisualizer(PoseLocalVisualizer):
             half = max(bx1 - bx0, by1 - by0) * self.crop_padding / 2
             x0, y0 = max(0.0, cx - half), max(0.0, cy - half)
             x1, y1 = min(float(w), cx + half), min(float(h), cy + half)
-        crop = img[int(y0):max(int(np.ceil(y1)), int(y0) + 1),
-                   int(x0):max(int(np.ceil(x1)), int(x0) + 1)]
+        crop = img[int(y0):max(int(np.ceil(y1)),
+                               int(y0) + 1),
+                   int(x0):max(int(np.ceil(x1)),
+                               int(x0) + 1)]
         scale = self.panel_height / crop.shape[0]
-        panel = cv2.resize(crop, (max(1, int(round(crop.shape[1] * scale))),
-                                  self.panel_height), interpolation=cv2.INTER_LINEAR)
+        panel = cv2.resize(
+            crop, (max(1, int(round(crop.shape[1] * scale))), self.panel_height),
+            interpolation=cv2.INTER_LINEAR)
         return np.ascontiguousarray(panel), np.array([int(x0), int(y0)], np.float64), \
             scale
 
     def _draw_pose(self, panel, kpts, visible, skeleton, colours, filled=True):
-        pts = [None if not v or not np.isfinite(p).all() else
-               (int(round(p[0])), int(round(p[1]))) for p, v in zip(kpts, visible)]
+        pts = [
+            None if not v or not np.isfinite(p).all() else (int(round(p[0])), int(round(p[1])))
+            for p, v in zip(kpts, visible)
+        ]
         for a, b in skeleton:
             if a < len(pts) and b < len(pts) and pts[a] and pts[b]:
                 cv2.line(panel, pts[a], pts[b], colours[a], max(1, self.line_width - 1),
                          cv2.LINE_AA)
         for i, p in enumerate(pts):
             if p:
-                cv2.circle(panel, p, self.radius, colours[i], -1 if filled else 1,
-                           cv2.LINE_AA)
+                cv2.circle(panel, p, self.radius, colours[i], -1 if filled else 1, cv2.LINE_AA)
         return pts
+
+    @staticmethod
+    def pair_pck_text(data_sample: PoseDataSample, query_shape=None) -> str:
+        """The query panel's PCK caption, e.g. ``'PCK@0.2 0.50'`` (MP-100 rule)."""
+        ds = data_sample.to_dict()
+        if ds.get('ori_shape') is None and query_shape is not None:
+            ds['ori_shape'] = tuple(query_shape[:2])
+        ds.setdefault('support_keypoints_visible', np.ones((1, int(ds.get('num_keypoints', 0)))))
+        pck, count = mp100_sample_pck(ds, (0.2, ))
+        return f'PCK@0.2 {pck[0]:.2f}' + ('' if count else ' (no keypoint counted)')
 
     @staticmethod
     def _title(panel, text):
         cv2.rectangle(panel, (0, 0), (panel.shape[1], 16), (0, 0, 0), -1)
-        cv2.putText(panel, text, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(panel, text, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1,
+                    cv2.LINE_AA)
 
-    def draw_episode(self, query_img: np.ndarray, data_sample: PoseDataSample,
-                     draw_gt: bool = True, draw_pred: bool = True,
+    def draw_episode(self,
+                     query_img: np.ndarray,
+                     data_sample: PoseDataSample,
+                     draw_gt: bool = True,
+                     draw_pred: bool = True,
                      support_imgs: Optional[Sequence[np.ndarray]] = None) -> np.ndarray:
         """The stitched RGB canvas of one sample (see the class docstring)."""
         meta = data_sample.metainfo
@@ -120,42 +140,41 @@ class CapeVisualizer(PoseLocalVisualizer):
         colours = keypoint_colours(k)
         panels = []
         paths = meta.get('support_img_paths', [])
-        sup_kpts = _np(meta.get('support_keypoints', np.zeros((0, k, 2))))
-        sup_vis = _np(meta.get('support_keypoints_visible', np.zeros((0, k))))
-        sup_boxes = _np(meta.get('support_bboxes', np.zeros((0, 4))))
+        sup_kpts = np.asarray(meta.get('support_keypoints', np.zeros((0, k, 2))))
+        sup_vis = np.asarray(meta.get('support_keypoints_visible', np.zeros((0, k))))
+        sup_boxes = np.asarray(meta.get('support_bboxes', np.zeros((0, 4))))
         for i in range(len(sup_kpts)):
             img = support_imgs[i] if support_imgs is not None else mmcv.imread(
                 paths[i], channel_order='rgb')
             panel, off, s = self._panel(img, sup_boxes[i] if len(sup_boxes) else None)
-            self._draw_pose(panel, (sup_kpts[i] - off) * s, sup_vis[i] > 0, skeleton,
-                            colours)
+            self._draw_pose(panel, (sup_kpts[i] - off) * s, sup_vis[i] > 0, skeleton, colours)
             self._title(panel, f'support {i + 1}')
             panels.append(panel)
 
         gt = data_sample.get('gt_instances')
-        bbox = _np(gt.bboxes)[0] if gt is not None and 'bboxes' in gt else None
+        bbox = np.asarray(gt.bboxes)[0] if gt is not None and 'bboxes' in gt else None
         panel, off, s = self._panel(query_img, bbox)
         title = 'query'
         gt_pts = pred_pts = None
         if draw_gt and gt is not None and 'keypoints' in gt:
-            gt_xy = _np(gt.keypoints)[0]
-            gt_vis = _np(gt.keypoints_visible)[0] > 0
-            gt_pts = [None if not v else (int(round(p[0])), int(round(p[1])))
-                      for p, v in zip((gt_xy - off) * s, gt_vis)]
+            gt_xy = np.asarray(gt.keypoints)[0]
+            gt_vis = np.asarray(gt.keypoints_visible)[0] > 0
+            gt_pts = [
+                None if not v else (int(round(p[0])), int(round(p[1])))
+                for p, v in zip((gt_xy - off) * s, gt_vis)
+            ]
         pred = data_sample.get('pred_instances')
         pred_xy = None
         if draw_pred and pred is not None and 'keypoints' in pred:
-            pred_xy = _np(pred.keypoints)[0].astype(np.float64)
+            pred_xy = np.asarray(to_numpy(pred.keypoints))[0].astype(np.float64)
             pred_ok = np.isfinite(pred_xy).all(-1)
             pred_px = (np.nan_to_num(pred_xy) - off) * s
-            pred_pts = [None if not ok else (int(round(p[0])), int(round(p[1])))
-                        for p, ok in zip(pred_px, pred_ok)]
+            pred_pts = [
+                None if not ok else (int(round(p[0])), int(round(p[1])))
+                for p, ok in zip(pred_px, pred_ok)
+            ]
             if gt_pts is not None and bbox is not None:
-                counted = gt_vis & (sup_vis > 0).all(0) if len(sup_vis) else gt_vis
-                d = np.linalg.norm(pred_xy - gt_xy, axis=-1)[counted]
-                if len(d):
-                    norm = max(bbox[2] - bbox[0], bbox[3] - bbox[1])
-                    title += f'  PCK@0.2 {np.mean(d < 0.2 * norm):.2f}'
+                title += '  ' + self.pair_pck_text(data_sample, query_img.shape)
         if gt_pts is not None:  # truth first, so the prediction stays on top
             for i, g in enumerate(gt_pts):
                 if g is None:
@@ -191,9 +210,8 @@ class CapeVisualizer(PoseLocalVisualizer):
                        kpt_thr: float = 0.3,
                        step: int = 0) -> None:
         """Draw one episode pair; ``image`` is the query image (RGB)."""
-        canvas = self.draw_episode(image, data_sample,
-                                   draw_gt=draw_gt or self.overlay_gt,
-                                   draw_pred=draw_pred)
+        canvas = self.draw_episode(
+            image, data_sample, draw_gt=draw_gt or self.overlay_gt, draw_pred=draw_pred)
         self.set_image(canvas)
         if show:
             self.show(canvas, win_name=name, wait_time=wait_time)

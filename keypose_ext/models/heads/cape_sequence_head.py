@@ -2,13 +2,19 @@
 import math
 from typing import Dict, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.structures import InstanceData
 from mmpose.models.heads.base_head import BaseHead
 from mmpose.models.utils import inverse_sigmoid
-from mmpose.registry import MODELS
+from mmpose.registry import KEYPOINT_CODECS, MODELS
+from mmpose.utils.tensor_utils import to_numpy
+from mmpose.utils.typing import ConfigType, InstanceList, OptConfigType, SampleList
 from torch import Tensor
+
+from ...utils.errors import UserValueError
 
 KEYPOINT, END = 0, 1  # token classes
 
@@ -54,10 +60,21 @@ class CapeSequenceHead(BaseHead):
       CapeFormer); it gets its own L1 loss, ``loss_proposal``. Category-agnostic
       by construction, the default of the configs.
     - ``'support'``: the mean support location (the support pose as prior).
-    - ``'center'``: the crop centre, so every coordinate must come from the
-      decoder. The single-image debug config uses it: there support and query
-      are one image, so the support location or the matching proposal alone
-      would already be the answer.
+    - ``'center'``: the crop centre, so every coordinate comes from the decoder's
+      residual. This does *not* keep the support pose out of the answer: each
+      token embeds its support keypoint location, so with support = query
+      (single-image mode) the answer is in the tokens whatever the reference.
+
+    MMPose's head contract: :meth:`loss` and :meth:`predict` take the backbone
+    features and the batch's ``PoseDataSample`` list. What they read is what
+    ``PackCapeInputs`` encodes with :class:`~keypose_ext.codecs.CapeSequenceCodec`:
+    the supports' ``support_keypoint_labels`` (N, K, 2) / ``support_keypoint_weights``
+    (N, K), ``num_keypoints`` and ``skeleton`` from the metainfo, and for the loss
+    only, the query's ``gt_instance_labels.keypoint_labels`` (1, K, 2) /
+    ``keypoint_weights`` (1, K). :meth:`collate_episode` pads them to the batch's
+    largest keypoint count (one batch may mix categories). :meth:`predict` returns
+    an ``InstanceList`` of crop-pixel keypoints (the ``decoder`` codec), which
+    ``TopdownPoseEstimator.add_pred_to_datasample`` maps to the image.
 
     Args:
         in_channels (int): Channels of the backbone feature map.
@@ -73,7 +90,10 @@ class CapeSequenceHead(BaseHead):
         coord_reference (str): ``'similarity'``, ``'support'`` or ``'center'``.
         end_threshold (float): Inference stops a sequence early when the end
             token's probability exceeds this; remaining keypoints stay missing
-            (NaN, score 0), never zeros that could score.
+            (NaN, score 0), never zeros that could score. ``test_cfg`` may
+            override it.
+        decoder (dict, optional): The codec, ``dict(type='CapeSequenceCodec',
+            input_size=...)``. Default: one for each sample's ``input_size``.
         init_cfg (dict, optional): Initialisation config.
     """
 
@@ -89,15 +109,16 @@ class CapeSequenceHead(BaseHead):
                  loss_proposal_weight: float = 1.0,
                  coord_reference: str = 'similarity',
                  end_threshold: float = 0.5,
+                 decoder: OptConfigType = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
         if coord_reference not in ('similarity', 'support', 'center'):
-            raise ValueError("CapeSequenceHead: coord_reference must be 'similarity', "
-                             f"'support' or 'center', got {coord_reference!r}")
+            raise UserValueError("CapeSequenceHead: coord_reference must be 'similarity', "
+                                 f"'support' or 'center', got {coord_reference!r}")
         self.coord_reference = coord_reference
         if embed_dims % 4 or embed_dims % num_heads:
-            raise ValueError(f'CapeSequenceHead: embed_dims ({embed_dims}) must be a '
-                             f'multiple of 4 and of num_heads ({num_heads})')
+            raise UserValueError(f'CapeSequenceHead: embed_dims ({embed_dims}) must be a '
+                                 f'multiple of 4 and of num_heads ({num_heads})')
         d = embed_dims
         self.in_channels = in_channels
         self.embed_dims = d
@@ -105,6 +126,8 @@ class CapeSequenceHead(BaseHead):
         self.loss_coords_weight = loss_coords_weight
         self.loss_proposal_weight = loss_proposal_weight
         self.end_threshold = end_threshold
+        self.decoder_cfg = decoder
+        self.decoder = KEYPOINT_CODECS.build(decoder) if decoder is not None else None
 
         self.input_proj = nn.Conv2d(in_channels, d, kernel_size=1)
         if coord_reference == 'similarity':
@@ -122,10 +145,9 @@ class CapeSequenceHead(BaseHead):
         self.prev_proj = nn.Linear(d, d)
         layer = nn.TransformerDecoderLayer(
             d, num_heads, ffn_dims, dropout, batch_first=True, norm_first=True)
-        self.decoder = nn.TransformerDecoder(layer, num_layers, norm=nn.LayerNorm(d))
+        self.transformer = nn.TransformerDecoder(layer, num_layers, norm=nn.LayerNorm(d))
         self.cls_head = nn.Linear(d, 2)
-        self.coord_head = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True),
-                                        nn.Linear(d, 2))
+        self.coord_head = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, 2))
         # Start close to "the query keypoint is at the reference" (small, not
         # zero, weights: zeros would cut the gradient of the layer before) and
         # with a prior of one end token per sequence rather than 50 %.
@@ -180,14 +202,12 @@ class CapeSequenceHead(BaseHead):
         adj = episode['adjacency'].to(x.dtype)  # (B, Kmax, Kmax), self loops on
         deg = adj.sum(-1).clamp(min=1)
         norm_adj = adj / deg.sqrt()[..., :, None] / deg.sqrt()[..., None, :]
-        kq = self.graph_norm(x + self.graph_dropout(
-            F.relu(norm_adj @ self.graph_proj(x))))
+        kq = self.graph_norm(x + self.graph_dropout(F.relu(norm_adj @ self.graph_proj(x))))
 
         proposal = None
         if self.coord_reference == 'similarity':
             # only keypoints some support sees have a feature to match
-            key = F.normalize(torch.where(has, feat, torch.ones_like(feat)).float(),
-                              dim=-1)
+            key = F.normalize(torch.where(has, feat, torch.ones_like(feat)).float(), dim=-1)
             sim = key @ F.normalize(qtok.float(), dim=-1).transpose(1, 2)
             prob = (sim * self.match_logit_scale.exp()).softmax(-1)  # (B, Kmax, hw)
             proposal = prob @ grid  # soft-argmax, (B, Kmax, 2)
@@ -198,8 +218,7 @@ class CapeSequenceHead(BaseHead):
             ref = torch.full_like(sup_ref, 0.5)
         return memory, kq, ref.float(), proposal, has[..., 0]
 
-    def _sequence_layout(self, kpt_queries: Tensor, ref: Tensor,
-                         num_keypoints: Tensor):
+    def _sequence_layout(self, kpt_queries: Tensor, ref: Tensor, num_keypoints: Tensor):
         """Base tokens (B, T, d), references (B, T, 2) and padding mask (B, T),
         with T = Kmax + 1 (the end step of each sample at its K)."""
         b, kmax, d = kpt_queries.shape
@@ -218,18 +237,15 @@ class CapeSequenceHead(BaseHead):
         step t - 1 (entry 0 is ignored: the start token).
         """
         emb = self.prev_proj(coord_sine_embed(prev_xy, self.embed_dims))
-        emb = torch.where(prev_known[..., None], emb,
-                          self.unknown_prev_embed.expand_as(emb))
+        emb = torch.where(prev_known[..., None], emb, self.unknown_prev_embed.expand_as(emb))
         start = torch.zeros_like(prev_known)
         start[:, 0] = True
         return torch.where(start[..., None], self.start_embed.expand_as(emb), emb)
 
     def _decode(self, tokens: Tensor, memory: Tensor, pad: Tensor) -> Tensor:
         t = tokens.shape[1]
-        causal = torch.triu(torch.ones(t, t, dtype=torch.bool,
-                                       device=tokens.device), 1)
-        return self.decoder(tokens, memory, tgt_mask=causal,
-                            tgt_key_padding_mask=pad)
+        causal = torch.triu(torch.ones(t, t, dtype=torch.bool, device=tokens.device), 1)
+        return self.transformer(tokens, memory, tgt_mask=causal, tgt_key_padding_mask=pad)
 
     def _outputs(self, hidden: Tensor, ref: Tensor) -> Tuple[Tensor, Tensor]:
         logits = self.cls_head(hidden)
@@ -237,7 +253,9 @@ class CapeSequenceHead(BaseHead):
         return logits, coords
 
     # ---------------------------------------------------------------- forward
-    def forward(self, feats: Tuple[Tensor, Tensor], episode: Dict[str, Tensor],
+    def forward(self,
+                feats: Tuple[Tensor, Tensor],
+                episode: Dict[str, Tensor],
                 prev_coords: Optional[Tensor] = None,
                 prev_known: Optional[Tensor] = None,
                 return_proposal: bool = False) -> Tuple[Tensor, ...]:
@@ -245,7 +263,7 @@ class CapeSequenceHead(BaseHead):
 
         Args:
             feats: ``(query_feat (B, C, h, w), support_feat (B, N, C, h, w))``.
-            episode: Padded episode tensors (see :meth:`CapeEstimator`):
+            episode: Padded episode tensors (:meth:`collate_episode`):
                 ``support_keypoints`` (B, N, Kmax, 2) in [0, 1],
                 ``support_visible`` (B, N, Kmax) bool, ``adjacency``
                 (B, Kmax, Kmax), ``num_keypoints`` (B,) long.
@@ -275,19 +293,81 @@ class CapeSequenceHead(BaseHead):
             return logits, coords, proposal, seen
         return logits, coords
 
-    def loss(self, feats: Tuple[Tensor, Tensor], episode: Dict[str, Tensor],
-             train_cfg: dict = {}) -> Dict[str, Tensor]:
+    # -------------------------------------------------------------- episodes
+    def collate_episode(self,
+                        batch_data_samples: SampleList,
+                        num_shots: int,
+                        device,
+                        with_targets: bool = False) -> Dict[str, Tensor]:
+        """Pad the encoded episodes of a batch to its largest keypoint count.
+
+        Args:
+            batch_data_samples: ``PoseDataSample`` list from ``PackCapeInputs``.
+            num_shots (int): Support crops per sample (the feature maps').
+            device: Device of the tensors.
+            with_targets (bool): Also read the query targets (the loss only).
+
+        Returns:
+            dict: ``support_keypoints`` (B, N, Kmax, 2) in [0, 1],
+            ``support_visible`` (B, N, Kmax) bool, ``num_keypoints`` (B,) long,
+            ``adjacency`` (B, Kmax, Kmax); with targets also ``targets``
+            (B, Kmax, 2) and ``target_weights`` (B, Kmax).
+        """
+        metas = [ds.metainfo for ds in batch_data_samples]
+        missing = [
+            k for k in ('num_keypoints', 'support_keypoint_labels', 'support_keypoint_weights')
+            if k not in metas[0]
+        ]
+        if missing:
+            raise UserValueError(f'CapeSequenceHead: the data samples lack {missing}; pack '
+                                 'each episode with PackCapeInputs')
+        ks = [int(m['num_keypoints']) for m in metas]
+        b, kmax = len(ks), max(ks)
+        sup_xy = torch.zeros(b, num_shots, kmax, 2)
+        sup_vis = torch.zeros(b, num_shots, kmax, dtype=torch.bool)
+        for i, m in enumerate(metas):
+            xy = torch.as_tensor(np.asarray(m['support_keypoint_labels'], np.float32))
+            if xy.shape[0] != num_shots:
+                raise UserValueError(
+                    f'CapeSequenceHead: sample {i} has {xy.shape[0]} support keypoint '
+                    f'sets but {num_shots} support images')
+            sup_xy[i, :, :ks[i]] = xy
+            sup_vis[i, :, :ks[i]] = torch.as_tensor(np.asarray(m['support_keypoint_weights'])) > 0
+        episode = dict(
+            support_keypoints=sup_xy.to(device),
+            support_visible=sup_vis.to(device),
+            num_keypoints=torch.tensor(ks, dtype=torch.long, device=device),
+            adjacency=skeleton_adjacency([m.get('skeleton', []) for m in metas],
+                                         ks,
+                                         kmax,
+                                         device=device))
+        if with_targets:
+            tgt = torch.zeros(b, kmax, 2, device=device)
+            wgt = torch.zeros(b, kmax, device=device)
+            for i, ds in enumerate(batch_data_samples):
+                labels = ds.gt_instance_labels
+                tgt[i, :ks[i]] = labels.keypoint_labels[0].to(device, torch.float32)
+                wgt[i, :ks[i]] = labels.keypoint_weights[0].to(device, torch.float32)
+            episode.update(targets=tgt, target_weights=wgt)
+        return episode
+
+    # ------------------------------------------------------------------ loss
+    def loss(self,
+             feats: Tuple[Tensor, Tensor],
+             batch_data_samples: SampleList,
+             train_cfg: ConfigType = {}) -> Dict[str, Tensor]:
         """Teacher-forced losses.
 
-        ``episode`` additionally holds ``targets`` (B, Kmax, 2) in [0, 1] and
-        ``target_weights`` (B, Kmax) (1 where the query keypoint is labelled and
-        inside the crop).
+        The targets are the query's ``gt_instance_labels`` (``keypoint_labels`` in
+        [0, 1], ``keypoint_weights``: 1 where labelled and inside the crop).
 
         Returns:
             dict: ``loss_ce`` (token class over every real step, end step
             included), ``loss_coords`` (L1 over labelled keypoints) and, with
             the similarity reference, ``loss_proposal`` (L1 of the proposals).
         """
+        episode = self.collate_episode(
+            batch_data_samples, feats[1].shape[1], feats[0].device, with_targets=True)
         targets, weights = episode['targets'], episode['target_weights']
         logits, coords, proposal, seen = self.forward(
             feats, episode, targets, weights > 0, return_proposal=True)
@@ -300,8 +380,9 @@ class CapeSequenceHead(BaseHead):
         tgt = F.pad(targets, (0, 0, 0, 1))
         l1 = (coords - tgt).abs().sum(-1)
         loss_coords = (l1 * w).sum() / w.sum().clamp(min=1)
-        losses = dict(loss_ce=loss_ce * self.loss_ce_weight,
-                      loss_coords=loss_coords * self.loss_coords_weight)
+        losses = dict(
+            loss_ce=loss_ce * self.loss_ce_weight,
+            loss_coords=loss_coords * self.loss_coords_weight)
         if proposal is not None:
             w_k = weights.to(proposal.dtype) * seen.to(proposal.dtype)
             l1p = (proposal - targets).abs().sum(-1)
@@ -309,10 +390,13 @@ class CapeSequenceHead(BaseHead):
                 min=1) * self.loss_proposal_weight
         return losses
 
+    # --------------------------------------------------------------- predict
     @torch.no_grad()
-    def predict(self, feats: Tuple[Tensor, Tensor], episode: Dict[str, Tensor],
-                test_cfg: dict = {}) -> Dict[str, Tensor]:
-        """True autoregressive decoding; never reads any query annotation.
+    def decode_sequence(self,
+                        feats: Tuple[Tensor, Tensor],
+                        episode: Dict[str, Tensor],
+                        end_threshold: Optional[float] = None) -> Dict[str, Tensor]:
+        """True autoregressive decoding; reads no query annotation.
 
         Step t runs the decoder on steps 0..t, step t's previous coordinates
         being the prediction of step t - 1. A sample stops at its keypoint count
@@ -324,11 +408,12 @@ class CapeSequenceHead(BaseHead):
             ``scores`` (B, Kmax) keypoint-token probabilities (0 where not
             decoded), ``end_probs`` (B, Kmax) and ``num_decoded`` (B,).
         """
+        if end_threshold is None:
+            end_threshold = self.end_threshold
         memory, kq, ref, _, _ = self._encode(feats, episode)
         num_kpts = episode['num_keypoints']
         base, ref_t, pad = self._sequence_layout(kq, ref, num_kpts)
         b, kmax = kq.shape[:2]
-        end_threshold = test_cfg.get('end_threshold', self.end_threshold)
         # float32 outputs whatever autocast computes the layers in
         f32 = dict(dtype=torch.float32, device=kq.device)
         coords = torch.full((b, kmax, 2), float('nan'), **f32)
@@ -341,8 +426,7 @@ class CapeSequenceHead(BaseHead):
             active = (t < num_kpts) & ~done
             if not active.any():
                 break
-            tokens = base[:, :t + 1] + self._prev_embed(prev_xy[:, :t + 1],
-                                                        known[:, :t + 1])
+            tokens = base[:, :t + 1] + self._prev_embed(prev_xy[:, :t + 1], known[:, :t + 1])
             hidden = self._decode(tokens, memory, pad[:, :t + 1])[:, t]
             logits, xy = self._outputs(hidden, ref_t[:, t])
             xy = xy.float()
@@ -356,12 +440,51 @@ class CapeSequenceHead(BaseHead):
             prev_xy[:, t + 1] = xy
             known[:, t + 1] = True
         num_decoded = (~torch.isnan(coords[..., 0])).sum(1)
-        return dict(coords=coords, scores=scores, end_probs=end_probs,
-                    num_decoded=num_decoded)
+        return dict(coords=coords, scores=scores, end_probs=end_probs, num_decoded=num_decoded)
+
+    def _decoder_for(self, input_size):
+        input_size = tuple(int(v) for v in input_size)
+        if self.decoder_cfg is None:
+            if getattr(self.decoder, 'input_size', None) != input_size:
+                self.decoder = KEYPOINT_CODECS.build(
+                    dict(type='CapeSequenceCodec', input_size=input_size))
+        elif tuple(self.decoder.input_size) != input_size:
+            raise UserValueError(
+                f'CapeSequenceHead: decoder input_size {self.decoder.input_size} differs '
+                f'from the crops\' {input_size} (TopdownAffine); use one input_size')
+        return self.decoder
+
+    def predict(self,
+                feats: Tuple[Tensor, Tensor],
+                batch_data_samples: SampleList,
+                test_cfg: ConfigType = {}) -> InstanceList:
+        """Decode each sample's query keypoints (never reads the query's annotations).
+
+        Returns:
+            list[InstanceData]: one per sample, ``keypoints`` (1, K, 2) in crop
+            pixels (NaN after an early end token) and ``keypoint_scores`` (1, K).
+            ``TopdownPoseEstimator.add_pred_to_datasample`` maps them to the image.
+        """
+        if test_cfg.get('flip_test', False):
+            raise UserValueError('CapeSequenceHead does not support flip test (a mirrored '
+                                 'query needs mirrored supports); set '
+                                 'model.test_cfg.flip_test=False')
+        episode = self.collate_episode(batch_data_samples, feats[1].shape[1], feats[0].device)
+        out = self.decode_sequence(feats, episode, test_cfg.get('end_threshold',
+                                                                self.end_threshold))
+        coords, scores = to_numpy(out['coords']), to_numpy(out['scores'])
+        preds = []
+        for i, ds in enumerate(batch_data_samples):
+            k = int(ds.metainfo['num_keypoints'])
+            keypoints, _ = self._decoder_for(ds.metainfo['input_size']).decode(coords[i:i + 1, :k])
+            preds.append(
+                InstanceData(keypoints=keypoints, keypoint_scores=scores[i:i + 1, :k].copy()))
+        return preds
 
 
 def skeleton_adjacency(skeletons: Sequence[Sequence[Sequence[int]]],
-                       num_keypoints: Sequence[int], kmax: int,
+                       num_keypoints: Sequence[int],
+                       kmax: int,
                        device=None) -> Tensor:
     """Symmetric 0/1 adjacency with self loops on real keypoints, (B, Kmax, Kmax)."""
     adj = torch.zeros(len(skeletons), kmax, kmax, device=device)
