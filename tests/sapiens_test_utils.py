@@ -20,18 +20,18 @@ def make_tiny_trace(path, arch=TINY_ARCH, img_size=64, mae=True, seed=0):
 
 
 def write_tiny_stage1_config(tmp_path, checkpoint, data_root, switch_epoch=1,
-                             max_epochs=3, phase2=None, extra=''):
+                             max_epochs=3, phase2=None, extra='', base='stage1_gtx1650.py'):
     """A config inheriting configs/sapiens/stage1_gtx1650.py as the variants do,
     shrunk to a 3-block 32-dim ViT at 64x48 (H x W) on a synthetic COCO set; phase 2
     is the base config's LoRA route unless ``phase2`` says otherwise."""
     phase2 = phase2 or dict(mode='lora', with_cp=True)
-    base = osp.join(ROOT, 'configs', 'sapiens', 'stage1_gtx1650.py')
+    base = osp.join(ROOT, 'configs', 'sapiens', base)
     text = f'''
 _base_ = [{base!r}]
 codec = dict(type='UDPHeatmap', input_size=(48, 64), heatmap_size=(12, 16), sigma=1.5)
 model = dict(
     backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r}), img_size=codec['input_size'][::-1],
-                  checkpoint={str(checkpoint)!r}),
+                  checkpoint={None if checkpoint is None else str(checkpoint)!r}),
     head=dict(in_channels=32, deconv_out_channels=(16, 16), decoder=codec))
 custom_hooks = [dict(type='SapiensPhaseSwitchHook', switch_epoch={switch_epoch},
                      phase2={phase2!r}),

@@ -162,3 +162,49 @@ def test_tiny_training_then_merged_checkpoint_in_tools_test_and_init_model(tmp_p
     out = cv2.imread(drawn[0])
     assert out is not None and out.shape[:2] == src.shape[:2]
     assert np.abs(out.astype(int) - src.astype(int)).mean() > 1  # skeleton drawn on it
+
+
+def _full_offload_config(tmp_path, extra=''):
+    make_synthetic_coco(str(tmp_path / 'coco'))
+    path = write_tiny_stage1_config(
+        tmp_path, None, tmp_path / 'coco', switch_epoch=0, max_epochs=1,
+        phase2=dict(mode='full', with_cp=True), base='stage1_gtx1650_full_offload.py',
+        extra=extra)
+    cfg = Config.fromfile(path)
+    cfg.work_dir = str(tmp_path / 'work')
+    return cfg
+
+
+def test_full_offload_config_builds_mmengine_flexible_runner(tmp_path):
+    from keypose_ext.utils.cli import build_runner
+    runner = build_runner(_full_offload_config(tmp_path))
+    assert type(runner).__name__ == 'FlexibleRunner'
+    assert type(runner.strategy).__name__ == 'FSDPStrategy'
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='PyTorch FSDP needs a GPU')
+def test_full_offload_trains_every_parameter_with_fsdp_cpu_offload(tmp_path, monkeypatch):
+    import socket
+
+    from keypose_ext.utils.cli import build_runner
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    for k, v in dict(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK='0',
+                     WORLD_SIZE='1', LOCAL_RANK='0').items():
+        monkeypatch.setenv(k, v)
+    cfg = _full_offload_config(tmp_path, extra=(
+        "launcher = 'pytorch'\n"
+        'strategy = dict(model_wrapper=dict(auto_wrap_policy=dict(min_num_params=2000)))'))
+    try:
+        runner = build_runner(cfg)
+        runner.train()
+        params = list(runner.model.parameters())
+        assert all(p.device.type == 'cpu' for p in params)  # master weights offloaded
+        assert np.isfinite(runner.message_hub.log_scalars['train/loss'].current())
+        sd = torch.load(osp.join(cfg.work_dir, 'epoch_1.pth'), map_location='cpu',
+                        weights_only=False)['state_dict']
+        assert 'backbone.layers.0.attn.qkv.weight' in sd  # a plain full state dict
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
