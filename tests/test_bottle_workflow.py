@@ -102,8 +102,12 @@ def test_tools_test_writes_box_frames(trained):
 
 def test_mmpose_init_model_and_inference_topdown(trained):
     from mmpose.apis import inference_topdown, init_model
+
+    from keypose_ext.utils import mmengine_checkpoint_globals
     work = trained['root'] / 'work'
-    model = init_model(CONFIG, _last_ckpt(work), device='cpu')
+    # torch >= 2.6 loads weights_only: our checkpoints need the allow-list, in a scope
+    with mmengine_checkpoint_globals():
+        model = init_model(CONFIG, _last_ckpt(work), device='cpu')
     img = str(trained['root'] / 'data' / 'images' / '000003.jpg')
     results = inference_topdown(model, img)  # no boxes: the whole frame, as in training
     pred = results[0].pred_instances

@@ -11,10 +11,12 @@ GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+VENV_PYTHON=${KEYPOSE_VENV:-$ROOT/.venv}/bin/python
+[ -x "$VENV_PYTHON" ] || VENV_PYTHON=python
 
 PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
 srun -p "$PARTITION" --job-name="$JOB_NAME" --gres=gpu:"$GPUS_PER_NODE" \
     --ntasks="$GPUS" --ntasks-per-node="$GPUS_PER_NODE" \
     --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=1 $SRUN_ARGS \
-    "${PYTHON:-python}" -u "$ROOT/tools/train.py" "$CONFIG" --work-dir="$WORK_DIR" \
+    "${PYTHON:-$VENV_PYTHON}" -u "$ROOT/tools/train.py" "$CONFIG" --work-dir="$WORK_DIR" \
     --launcher=slurm "${@:5}"

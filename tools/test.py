@@ -13,9 +13,10 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
 from mmengine.config import DictAction  # noqa: E402
 
+from keypose_ext.engine.runners.keypose_runner import check_checkpoint_file  # noqa: E402
 from keypose_ext.utils.cli import (build_runner, check_work_dir, enable_visualization,  # noqa: E402,E501
                                    load_config, run_main)
-from keypose_ext.utils.errors import UserFileNotFoundError, UserValueError  # noqa: E402
+from keypose_ext.utils.errors import UserValueError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -66,11 +67,8 @@ def merge_args(cfg, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    if not osp.isfile(args.checkpoint):
-        what = 'is a folder' if osp.isdir(args.checkpoint) else 'not found'
-        raise UserFileNotFoundError(f'checkpoint {args.checkpoint!r} {what}; pass the path '
-                                    'of a .pth file')
     cfg = merge_args(load_config(args.config, args.cfg_options), args)
+    check_checkpoint_file(args.checkpoint)  # before the runner builds model and data
     build_runner(cfg).test()
 
 

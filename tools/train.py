@@ -17,6 +17,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
 from mmengine.config import DictAction  # noqa: E402
 
+from keypose_ext.engine.runners.keypose_runner import check_checkpoint_file  # noqa: E402
 from keypose_ext.utils.cli import (build_runner, check_work_dir, enable_visualization,  # noqa: E402,E501
                                    load_config, run_main)
 from keypose_ext.utils.errors import UserFileNotFoundError, UserValueError  # noqa: E402
@@ -91,6 +92,7 @@ def merge_args(cfg, args):
             raise UserFileNotFoundError(f'--resume checkpoint {args.resume!r} not found; '
                                         'pass an existing .pth or --resume alone for the '
                                         "work dir's latest")
+        check_checkpoint_file(args.resume)
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:
         if not cfg.get('auto_scale_lr', {}).get('base_batch_size'):
@@ -117,10 +119,16 @@ def merge_args(cfg, args):
 
 
 def _check_something_to_resume(work_dir):
-    if not osp.isfile(osp.join(work_dir, 'last_checkpoint')):
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(pointer):
         raise UserFileNotFoundError(
             f'--resume: nothing to resume in {work_dir} (no last_checkpoint); train '
             'without --resume, pass --resume CHECKPOINT, or point --work-dir at the run')
+    with open(pointer, encoding='utf-8', errors='replace') as f:
+        latest = f.read().strip()
+    moved = osp.join(work_dir, osp.basename(latest))  # KeyposeRunner's fallback
+    if osp.isfile(latest) or osp.isfile(moved):
+        check_checkpoint_file(latest if osp.isfile(latest) else moved)
 
 
 def main(argv=None):

@@ -11,6 +11,7 @@ from typing import Iterator
 
 import torch
 from mmengine.dist import is_distributed, is_main_process
+from mmengine.logging import print_log
 from mmengine.optim import OptimWrapperDict
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import find_latest_checkpoint
@@ -63,6 +64,10 @@ class KeyposeRunner(Runner):
         kwargs = dict(timeout=datetime.timedelta(seconds=timeout)) if timeout else {}
         # torchrun sets MASTER_ADDR/PORT, RANK and WORLD_SIZE for env:// rendezvous
         torch.distributed.init_process_group(backend='gloo', **kwargs)
+        if torch.distributed.get_rank() == 0:
+            print_log(f'KeyposeRunner: no CUDA; distributed training over gloo on CPUs, '
+                      f'world size {torch.distributed.get_world_size()} (dist_cfg.backend '
+                      f'{dist_cfg.get("backend", "nccl")!r} needs GPUs)', logger='current')
 
     def wrap_model(self, model_wrapper_cfg, model):
         if self.distributed and not torch.cuda.is_available():
@@ -152,6 +157,19 @@ class KeyposeRunner(Runner):
                 raise
             finally:
                 self._resuming = False
+
+
+def check_checkpoint_file(filename: str) -> None:
+    """Fail fast (before a runner is built) on a file that cannot be a checkpoint.
+
+    Reads the pickled structure only (``mmap=True``: tensors stay on disk), under the
+    same allow-list and one-line errors as :class:`KeyposeRunner`'s loading.
+    """
+    with checkpoint_errors(filename, partial_flag=True):
+        if zipfile.is_zipfile(filename):
+            torch.load(filename, map_location='cpu', mmap=True)
+        else:  # torch's legacy format cannot be memory-mapped
+            torch.load(filename, map_location='cpu')
 
 
 @contextlib.contextmanager
