@@ -25,15 +25,19 @@ TINY = dict(embed_dims=64, num_layers=2, num_heads=4, feedforward_channels=128)
 TINY_DECODER = dict(decoder_depth=1, decoder_embed_dim=32, decoder_num_heads=4)
 
 
-def make(arch, out: str, img_size: int = 1024, device: str = 'cpu', plain: bool = False,
+def make(arch,
+         out: str,
+         img_size: int = 1024,
+         device: str = 'cpu',
+         plain: bool = False,
          seed: int = 0) -> str:
     from keypose_ext.testing.sapiens_trace import (build_plain_encoder, build_sapiens_mae,
                                                    trace_to_file)
     arch = TINY if arch == 'tiny' else arch
     t0 = time.time()
-    model = (build_plain_encoder(arch, img_size, seed=seed) if plain else
-             build_sapiens_mae(arch, img_size, seed=seed, **(TINY_DECODER if arch is TINY
-                                                             else {})))
+    model = (
+        build_plain_encoder(arch, img_size, seed=seed) if plain else build_sapiens_mae(
+            arch, img_size, seed=seed, **(TINY_DECODER if arch is TINY else {})))
     n_enc = sum(p.numel() for p in model.backbone.parameters())
     trace_to_file(model, out, img_size, device)
     print(f'{out}: {"plain ViT" if plain else "MAE"} encoder {n_enc / 1e6:.1f} M parameters '
@@ -45,13 +49,15 @@ def make(arch, out: str, img_size: int = 1024, device: str = 'cpu', plain: bool 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--arch', default='sapiens_1b',
-                   help='sapiens_0.3b|sapiens_0.6b|sapiens_1b|sapiens_2b|tiny')
+    p.add_argument(
+        '--arch', default='sapiens_1b', help='sapiens_0.3b|sapiens_0.6b|sapiens_1b|sapiens_2b|tiny')
     p.add_argument('--out', required=True)
     p.add_argument('--img-size', type=int, default=1024)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    p.add_argument('--plain', action='store_true',
-                   help='a ViT without cls token or decoder instead of the MAE')
+    p.add_argument(
+        '--plain',
+        action='store_true',
+        help='a ViT without cls token or decoder instead of the MAE')
     args = p.parse_args(argv)
     make(args.arch, args.out, args.img_size, args.device, args.plain)
 

@@ -40,18 +40,25 @@ sys.path.insert(0, ROOT)
 
 GiB = 1024**3
 TINY = dict(embed_dims=64, num_layers=2, num_heads=4, feedforward_channels=128)
-CONFIGS = {'phase 1': 'stage1_gtx1650.py', 'lora': 'stage1_gtx1650.py',
-           'last_blocks': 'stage1_gtx1650_last2.py', 'full': 'stage1_gtx1650_last2.py',
-           'full_offload': 'stage1_gtx1650_full_offload.py'}
+CONFIGS = {
+    'phase 1': 'stage1_gtx1650.py',
+    'lora': 'stage1_gtx1650.py',
+    'last_blocks': 'stage1_gtx1650_last2.py',
+    'full': 'stage1_gtx1650_last2.py',
+    'full_offload': 'stage1_gtx1650_full_offload.py'
+}
 DEFAULT_OUT = osp.join(ROOT, 'benchmarks', 'results', 'sapiens_memory.json')
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__)
-    p.add_argument('--checkpoint', help='Sapiens TorchScript file (default: trace a random '
-                   "one of Meta's structure)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__)
+    p.add_argument(
+        '--checkpoint',
+        help='Sapiens TorchScript file (default: trace a random '
+        "one of Meta's structure)")
     p.add_argument('--arch', default='sapiens_1b')
     p.add_argument('--limit-gib', type=float, default=4.0, help='the card size to emulate')
     p.add_argument('--batch-size', type=int, default=2)
@@ -59,8 +66,11 @@ def parse_args(argv=None):
     p.add_argument('--routes', nargs='+', default=list(CONFIGS), choices=list(CONFIGS))
     p.add_argument('--out', default=DEFAULT_OUT)
     p.add_argument('--tiny', action='store_true', help=f'arch {TINY} (code-path check)')
-    p.add_argument('--allow-cpu', action='store_true', help='run without CUDA (no memory '
-                   'figures; with --tiny)')
+    p.add_argument(
+        '--allow-cpu',
+        action='store_true',
+        help='run without CUDA (no memory '
+        'figures; with --tiny)')
     return p.parse_args(argv)
 
 
@@ -71,8 +81,7 @@ def _cfg(name, args, data_root):
     if args.tiny:
         cfg.model.backbone.arch = dict(TINY)
         cfg.model.head.in_channels = TINY['embed_dims']
-    cfg.train_dataloader.update(batch_size=args.batch_size, num_workers=0,
-                                persistent_workers=False)
+    cfg.train_dataloader.update(batch_size=args.batch_size, num_workers=0, persistent_workers=False)
     cfg.train_dataloader.dataset.data_root = data_root
     # memory does not depend on accumulation; 2 gives an optimizer step every 2 iterations
     cfg.optim_wrapper.accumulative_counts = 2
@@ -80,7 +89,8 @@ def _cfg(name, args, data_root):
         import albumentations  # noqa: F401
     except ImportError:  # image-only augmentation: no effect on memory
         cfg.train_dataloader.dataset.pipeline = [
-            t for t in cfg.train_dataloader.dataset.pipeline if t.type != 'Albumentation']
+            t for t in cfg.train_dataloader.dataset.pipeline if t.type != 'Albumentation'
+        ]
     return cfg
 
 
@@ -110,11 +120,13 @@ def _measure(row, step, iters, device):
             log = step()
         if device.type == 'cuda':
             torch.cuda.synchronize(device)
-            row.update(max_allocated_gib=round(torch.cuda.max_memory_allocated(device) / GiB,
-                                               3),
-                       max_reserved_gib=round(torch.cuda.max_memory_reserved(device) / GiB, 3))
-        row.update(status='ok', loss=round(float(log['loss'].detach()), 5),
-                   s_per_iter=round((time.time() - t0) / max(1, iters - 1), 3) if t0 else None)
+            row.update(
+                max_allocated_gib=round(torch.cuda.max_memory_allocated(device) / GiB, 3),
+                max_reserved_gib=round(torch.cuda.max_memory_reserved(device) / GiB, 3))
+        row.update(
+            status='ok',
+            loss=round(float(log['loss'].detach()), 5),
+            s_per_iter=round((time.time() - t0) / max(1, iters - 1), 3) if t0 else None)
     except torch.OutOfMemoryError as e:
         row.update(status='OOM', error=str(e).split('\n')[0][:300])
 
@@ -122,15 +134,16 @@ def _measure(row, step, iters, device):
 def _estimate(row, cfg, batch_size):
     from keypose_ext.utils import sapiens_memory_estimate as mem
     est = mem.estimate_config(cfg, batch_size=batch_size)[row['phase']]
-    row.update(estimate_total_gib=round(est['total'] / GiB, 3),
-               estimate_reserved_gib=round(est['reserved'] / GiB, 3))
+    row.update(
+        estimate_total_gib=round(est['total'] / GiB, 3),
+        estimate_reserved_gib=round(est['reserved'] / GiB, 3))
 
 
 def _single_device_routes(args, res, enc_sd, data_root, device):
     from mmengine.optim import build_optim_wrapper
+    from mmpose.registry import MODELS
 
     from keypose_ext.engine.hooks.sapiens_phase_switch_hook import SapiensPhaseSwitchHook
-    from mmpose.registry import MODELS
     plan = [('phase 1', 1, None), ('lora', 2, None), ('last_blocks', 2, None),
             ('full', 2, dict(mode='full', with_cp=True))]
     built = {}
@@ -174,7 +187,6 @@ def _offload_route(args, res, enc_sd, data_root, device):
     import torch.distributed as dist
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import MODEL_WRAPPERS
-
     from mmpose.registry import MODELS
     name = CONFIGS['full_offload']
     cfg = _cfg(name, args, data_root)
@@ -189,8 +201,12 @@ def _offload_route(args, res, enc_sd, data_root, device):
         with socket.socket() as s:
             s.bind(('127.0.0.1', 0))
             port = s.getsockname()[1]
-        os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK='0',
-                          WORLD_SIZE='1', LOCAL_RANK='0')
+        os.environ.update(
+            MASTER_ADDR='127.0.0.1',
+            MASTER_PORT=str(port),
+            RANK='0',
+            WORLD_SIZE='1',
+            LOCAL_RANK='0')
         dist.init_process_group('nccl')
     gc.collect()
     torch.cuda.empty_cache()
@@ -199,8 +215,8 @@ def _offload_route(args, res, enc_sd, data_root, device):
     model.data_preprocessor.to(device)  # as FSDPStrategy does
     wrapper_cfg = cfg.strategy.model_wrapper.to_dict()
     try:
-        wrapped = MODEL_WRAPPERS.build(wrapper_cfg, default_args=dict(
-            module=model, device_id=device.index or 0))
+        wrapped = MODEL_WRAPPERS.build(
+            wrapper_cfg, default_args=dict(module=model, device_id=device.index or 0))
         ow = build_optim_wrapper(wrapped, cfg.optim_wrapper)
         ow.initialize_count_status(wrapped, 0, 10**9)
     except torch.OutOfMemoryError as e:
@@ -231,15 +247,22 @@ def main(argv=None) -> int:
     tmp = tempfile.mkdtemp(prefix='sapiens_mem_')
     arch_name, arch = resolve_sapiens_arch(TINY if args.tiny else args.arch)
     arch_name = 'tiny' if args.tiny else arch_name
-    res = dict(date=datetime.datetime.now().isoformat(timespec='seconds'), arch=arch_name,
-               torch=torch.__version__, device=str(device), batch_size=args.batch_size,
-               input_hw=[384, 288], rows=[])
+    res = dict(
+        date=datetime.datetime.now().isoformat(timespec='seconds'),
+        arch=arch_name,
+        torch=torch.__version__,
+        device=str(device),
+        batch_size=args.batch_size,
+        input_hw=[384, 288],
+        rows=[])
     t0 = time.time()
     path = args.checkpoint
     if path is None:
-        path = trace_to_file(build_sapiens_mae(arch, 1024 if not args.tiny else 64),
-                             osp.join(tmp, 'sapiens_random_torchscript.pt2'),
-                             1024 if not args.tiny else 64, device=str(device))
+        path = trace_to_file(
+            build_sapiens_mae(arch, 1024 if not args.tiny else 64),
+            osp.join(tmp, 'sapiens_random_torchscript.pt2'),
+            1024 if not args.tiny else 64,
+            device=str(device))
         res['trace_s'] = round(time.time() - t0, 1)
     t0 = time.time()
     ts = ts_utils.load_torchscript_file(path)
@@ -250,10 +273,11 @@ def main(argv=None) -> int:
     if device.type == 'cuda':
         torch.cuda.empty_cache()
         total = torch.cuda.get_device_properties(device).total_memory
-        res.update(gpu=torch.cuda.get_device_name(device), limit_gib=args.limit_gib,
-                   cuda_context_gib=round(_context_bytes(device) / GiB, 3))
-        torch.cuda.set_per_process_memory_fraction(min(1.0, args.limit_gib * GiB / total),
-                                                   device)
+        res.update(
+            gpu=torch.cuda.get_device_name(device),
+            limit_gib=args.limit_gib,
+            cuda_context_gib=round(_context_bytes(device) / GiB, 3))
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.limit_gib * GiB / total), device)
     data_root = osp.join(tmp, 'coco')
     make_synthetic_coco(data_root, dict(train=8), image_size=(320, 240))
     _single_device_routes(args, res, enc_sd, data_root, device)
@@ -278,8 +302,10 @@ def main(argv=None) -> int:
             json.dump(res, f, indent=1)
         print(f'results: {args.out}')
     expected = {'full'}  # does not fit a 4 GB card by design
-    bad = [r for r in res['rows'] if r['route'] not in expected
-           and not r['status'].startswith(('ok', 'skipped'))]
+    bad = [
+        r for r in res['rows']
+        if r['route'] not in expected and not r['status'].startswith(('ok', 'skipped'))
+    ]
     return 1 if bad else 0
 
 

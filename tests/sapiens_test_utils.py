@@ -14,13 +14,20 @@ def make_tiny_trace(path, arch=TINY_ARCH, img_size=64, mae=True, seed=0):
     """
     from keypose_ext.testing.sapiens_trace import (build_plain_encoder, build_sapiens_mae,
                                                    trace_to_file)
-    model = (build_sapiens_mae(dict(arch), img_size, seed=seed, **TINY_DECODER) if mae
-             else build_plain_encoder(dict(arch), img_size, seed=seed))
+    model = (
+        build_sapiens_mae(dict(arch), img_size, seed=seed, **TINY_DECODER)
+        if mae else build_plain_encoder(dict(arch), img_size, seed=seed))
     return trace_to_file(model, str(path), img_size), model
 
 
-def write_tiny_stage1_config(tmp_path, checkpoint, data_root, switch_epoch=1,
-                             max_epochs=3, phase2=None, extra='', base='stage1_gtx1650.py'):
+def write_tiny_stage1_config(tmp_path,
+                             checkpoint,
+                             data_root,
+                             switch_epoch=1,
+                             max_epochs=3,
+                             phase2=None,
+                             extra='',
+                             base='stage1_gtx1650.py'):
     """A config inheriting configs/sapiens/stage1_gtx1650.py as the variants do,
     shrunk to a 3-block 32-dim ViT at 64x48 (H x W) on a synthetic COCO set; phase 2
     is the base config's LoRA route unless ``phase2`` says otherwise."""
@@ -92,6 +99,7 @@ class RangeHTTPServer:
         srv = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+
             def log_message(self, *args):
                 pass
 
@@ -113,8 +121,7 @@ class RangeHTTPServer:
                         self.end_headers()
                         return
                     self.send_response(206)
-                    self.send_header('Content-Range',
-                                     f'bytes {start}-{len(data) - 1}/{len(data)}')
+                    self.send_header('Content-Range', f'bytes {start}-{len(data) - 1}/{len(data)}')
                 else:
                     self.send_response(200)
                 self.send_header('Content-Length', str(len(data) - start))

@@ -10,8 +10,7 @@ from keypose_ext.datasets.checked_coco_dataset import CheckedCocoDataset
 from keypose_ext.testing.synthetic_coco import make_synthetic_coco
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-PIPELINE = [dict(type='LoadImage'), dict(type='GetBBoxCenterScale'),
-            dict(type='PackPoseInputs')]
+PIPELINE = [dict(type='LoadImage'), dict(type='GetBBoxCenterScale'), dict(type='PackPoseInputs')]
 
 
 @pytest.fixture
@@ -22,9 +21,13 @@ def coco(tmp_path):
 
 def _dataset(root, split='val', **kw):
     return CheckedCocoDataset(
-        data_root=str(root), data_mode='topdown', test_mode=split == 'val',
+        data_root=str(root),
+        data_mode='topdown',
+        test_mode=split == 'val',
         ann_file=f'annotations/person_keypoints_{split}2017.json',
-        data_prefix=dict(img=f'images/{split}2017/'), pipeline=PIPELINE, **kw)
+        data_prefix=dict(img=f'images/{split}2017/'),
+        pipeline=PIPELINE,
+        **kw)
 
 
 def test_metainfo_is_mmpose_coco():
@@ -63,12 +66,10 @@ def _predictions_equal_to_gt(ds, jitter=0.0, seed=0):
 def test_coco_ap_is_one_when_predictions_equal_ground_truth(coco, tmp_path):
     from mmpose.evaluation.metrics import CocoMetric
     ds = _dataset(coco)
-    n_ann = len(json.load(open(coco / 'annotations/person_keypoints_val2017.json'))
-                ['annotations'])
+    n_ann = len(json.load(open(coco / 'annotations/person_keypoints_val2017.json'))['annotations'])
     assert len(ds) == n_ann > 4  # top-down: one sample per person
     ann = str(coco / 'annotations/person_keypoints_val2017.json')
-    for jitter, check in ((0.0, lambda ap: ap == pytest.approx(1.0)),
-                          (6.0, lambda ap: ap < 0.9)):
+    for jitter, check in ((0.0, lambda ap: ap == pytest.approx(1.0)), (6.0, lambda ap: ap < 0.9)):
         metric = CocoMetric(ann_file=ann, outfile_prefix=str(tmp_path / f'r{jitter}'))
         metric.dataset_meta = ds.metainfo
         metric.process([], _predictions_equal_to_gt(ds, jitter))
@@ -78,19 +79,24 @@ def test_coco_ap_is_one_when_predictions_equal_ground_truth(coco, tmp_path):
 
 
 def test_missing_annotation_file_or_folder(coco):
-    with pytest.raises(FileNotFoundError, match='person_keypoints_test2017.json.*'
-                       'tools/download_coco.py --data-root'):
+    with pytest.raises(
+            FileNotFoundError,
+            match='person_keypoints_test2017.json.*'
+            'tools/download_coco.py --data-root'):
         _dataset(coco, split='test')
     os.rename(coco / 'images/val2017', coco / 'images/val_moved')
-    with pytest.raises(FileNotFoundError, match='image folder .*images/val2017/.*'
-                       'download_coco.py'):
+    with pytest.raises(
+            FileNotFoundError, match='image folder .*images/val2017/.*'
+            'download_coco.py'):
         _dataset(coco)
 
 
 def test_missing_images_error_or_skip(coco, caplog):
     os.remove(coco / 'images/val2017/000000000004.jpg')
-    with pytest.raises(FileNotFoundError, match=r"1 of 4 images .*missing.*"
-                       r"000000000004.jpg.*missing_images='skip'"):
+    with pytest.raises(
+            FileNotFoundError,
+            match=r"1 of 4 images .*missing.*"
+            r"000000000004.jpg.*missing_images='skip'"):
         _dataset(coco)
     ds = _dataset(coco, missing_images='skip')
     paths = {d['img_path'] for d in (ds.get_data_info(i) for i in range(len(ds)))}
@@ -102,12 +108,17 @@ def test_missing_images_error_or_skip(coco, caplog):
 def test_train_split_through_the_training_pipeline(coco):
     codec = dict(type='UDPHeatmap', input_size=(48, 64), heatmap_size=(12, 16), sigma=1.5)
     ds = CheckedCocoDataset(
-        data_root=str(coco), data_mode='topdown',
+        data_root=str(coco),
+        data_mode='topdown',
         ann_file='annotations/person_keypoints_train2017.json',
         data_prefix=dict(img='images/train2017/'),
-        pipeline=[dict(type='LoadImage'), dict(type='GetBBoxCenterScale'),
-                  dict(type='TopdownAffine', input_size=codec['input_size'], use_udp=True),
-                  dict(type='GenerateTarget', encoder=codec), dict(type='PackPoseInputs')])
+        pipeline=[
+            dict(type='LoadImage'),
+            dict(type='GetBBoxCenterScale'),
+            dict(type='TopdownAffine', input_size=codec['input_size'], use_udp=True),
+            dict(type='GenerateTarget', encoder=codec),
+            dict(type='PackPoseInputs')
+        ])
     out = ds[0]
     assert tuple(out['inputs'].shape) == (3, 64, 48)
     assert tuple(out['data_samples'].gt_fields.heatmaps.shape) == (17, 16, 12)

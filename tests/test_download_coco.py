@@ -12,8 +12,8 @@ from keypose_ext.utils.sapiens_download import safe_extract_zip
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'download_coco', osp.join(ROOT, 'tools', 'download_coco.py'))
+    spec = importlib.util.spec_from_file_location('download_coco',
+                                                  osp.join(ROOT, 'tools', 'download_coco.py'))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -32,15 +32,13 @@ def mirror(tmp_path):
     srv_root = tmp_path / 'server'
     jpg = b'\xff\xd8\xff' + os.urandom(3000)  # the tool counts *.jpg, never decodes
     _zip(srv_root / 'zips/val2017.zip', {f'val2017/{i:012d}.jpg': jpg for i in range(5)})
-    _zip(srv_root / 'zips/train2017.zip',
-         {f'train2017/{i:012d}.jpg': jpg for i in range(100, 107)})
+    _zip(srv_root / 'zips/train2017.zip', {f'train2017/{i:012d}.jpg': jpg for i in range(100, 107)})
     _zip(srv_root / 'annotations/annotations_trainval2017.zip',
-         {f'annotations/person_keypoints_{s}2017.json': b'{}' for s in ('train', 'val')})
+         {f'annotations/person_keypoints_{s}2017.json': b'{}'
+          for s in ('train', 'val')})
     manifest = {}
-    for part, rel, count in (('val', 'zips/val2017.zip', 5),
-                             ('train', 'zips/train2017.zip', 7),
-                             ('annotations', 'annotations/annotations_trainval2017.zip',
-                              None)):
+    for part, rel, count in (('val', 'zips/val2017.zip', 5), ('train', 'zips/train2017.zip', 7),
+                             ('annotations', 'annotations/annotations_trainval2017.zip', None)):
         data = (srv_root / rel).read_bytes()
         manifest[part] = dict(size=len(data), md5=hashlib.md5(data).hexdigest())
         if count:
@@ -56,8 +54,7 @@ def test_download_resumes_checks_and_extracts(mirror, tmp_path, capsys):
     data_root = tmp_path / 'data' / 'coco'
     with RangeHTTPServer(srv_root) as srv:
         srv.truncate_once['/zips/train2017.zip'] = 4000  # connection drops mid-file
-        args = ['--data-root', str(data_root), '--base-url', srv.url,
-                '--manifest', str(mpath)]
+        args = ['--data-root', str(data_root), '--base-url', srv.url, '--manifest', str(mpath)]
         assert tool.main(args) == 1
         assert 'run the same command again to resume' in capsys.readouterr().err
         part = data_root / 'downloads' / 'train2017.zip.part'
@@ -73,8 +70,10 @@ def test_download_resumes_checks_and_extracts(mirror, tmp_path, capsys):
     # a complete set is not downloaded again
     n = len(srv.requests)
     with RangeHTTPServer(srv_root) as srv2:
-        assert tool.main(['--data-root', str(data_root), '--base-url', srv2.url,
-                          '--manifest', str(mpath)]) == 0
+        assert tool.main(
+            ['--data-root',
+             str(data_root), '--base-url', srv2.url, '--manifest',
+             str(mpath)]) == 0
         assert not srv2.requests
     assert 'already complete' in capsys.readouterr().out
     assert n > 0
@@ -88,8 +87,11 @@ def test_server_ignoring_range_restarts_cleanly(mirror, tmp_path):
     (data_root / 'downloads' / 'val2017.zip.part').write_bytes(b'garbage!' * 10)
     with RangeHTTPServer(srv_root) as srv:
         srv.ignore_range = True
-        assert tool.main(['--data-root', str(data_root), '--base-url', srv.url,
-                          '--manifest', str(mpath), '--parts', 'val']) == 0
+        assert tool.main([
+            '--data-root',
+            str(data_root), '--base-url', srv.url, '--manifest',
+            str(mpath), '--parts', 'val'
+        ]) == 0
     assert len(os.listdir(data_root / 'images' / 'val2017')) == 5
 
 
@@ -101,21 +103,29 @@ def test_checksum_and_count_errors(mirror, tmp_path, capsys):
     bad_path = tmp_path / 'bad.json'
     bad_path.write_text(json.dumps(bad))
     with RangeHTTPServer(srv_root) as srv:
-        rc = tool.main(['--data-root', str(tmp_path / 'c1'), '--base-url', srv.url,
-                        '--manifest', str(bad_path), '--parts', 'val'])
+        rc = tool.main([
+            '--data-root',
+            str(tmp_path / 'c1'), '--base-url', srv.url, '--manifest',
+            str(bad_path), '--parts', 'val'
+        ])
         assert rc == 1 and 'checksum mismatch' in capsys.readouterr().err
         assert not (tmp_path / 'c1' / 'downloads' / 'val2017.zip.part').exists()
         bad['val'] = dict(manifest['val'], count=5000)
         bad_path.write_text(json.dumps(bad))
-        rc = tool.main(['--data-root', str(tmp_path / 'c2'), '--base-url', srv.url,
-                        '--manifest', str(bad_path), '--parts', 'val'])
+        rc = tool.main([
+            '--data-root',
+            str(tmp_path / 'c2'), '--base-url', srv.url, '--manifest',
+            str(bad_path), '--parts', 'val'
+        ])
         assert rc == 1
         assert 'holds 5 images, expected 5000' in capsys.readouterr().err
 
 
 def test_offline_message(tmp_path, capsys):
-    rc = _tool().main(['--data-root', str(tmp_path / 'c'), '--base-url', closed_port_url(),
-                       '--parts', 'val'])
+    rc = _tool().main(
+        ['--data-root',
+         str(tmp_path / 'c'), '--base-url',
+         closed_port_url(), '--parts', 'val'])
     err = capsys.readouterr().err
     assert rc == 1 and 'offline' in err and 'val2017.zip' in err
 

@@ -10,8 +10,7 @@ from sapiens_test_utils import ROOT
 
 
 def _script(name):
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(ROOT, 'benchmarks', f'{name}.py'))
+    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, 'benchmarks', f'{name}.py'))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -41,9 +40,10 @@ def test_memory_benchmark_skips_without_cuda(capsys, monkeypatch, tmp_path):
 
 def _cpu_run(tmp_path, routes):
     out = tmp_path / 'r.json'
-    rc = _script('sapiens_memory').main(['--tiny', '--allow-cpu', '--iters', '2',
-                                         '--batch-size', '1', '--out', str(out),
-                                         '--routes', *routes])
+    rc = _script('sapiens_memory').main([
+        '--tiny', '--allow-cpu', '--iters', '2', '--batch-size', '1', '--out',
+        str(out), '--routes', *routes
+    ])
     res = json.loads(out.read_text())
     assert rc == 0
     assert all(r['input_hw'] == [384, 288] and r['batch_size'] == 1 for r in res['rows'])

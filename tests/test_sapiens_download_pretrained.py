@@ -11,8 +11,8 @@ URL_PATH = f'/{REPO}/resolve/main/{NAME}'
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'download_pretrained', osp.join(ROOT, 'tools', 'download_pretrained.py'))
+    spec = importlib.util.spec_from_file_location('download_pretrained',
+                                                  osp.join(ROOT, 'tools', 'download_pretrained.py'))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -28,8 +28,10 @@ def _hub(tmp_path, payload_path=None):
     else:
         target.write_bytes(open(payload_path, 'rb').read())
     data = target.read_bytes()
-    headers = {'X-Linked-Size': str(len(data)),
-               'X-Linked-Etag': f'"{hashlib.sha256(data).hexdigest()}"'}
+    headers = {
+        'X-Linked-Size': str(len(data)),
+        'X-Linked-Etag': f'"{hashlib.sha256(data).hexdigest()}"'
+    }
     return root, headers
 
 
@@ -64,8 +66,9 @@ def test_not_torchscript_and_missing_file(tmp_path, capsys):
         srv.headers[URL_PATH] = headers
         rc = _tool().main(['--endpoint', srv.url, '--out-dir', str(tmp_path / 'pre')])
         assert rc == 1 and 'torch_save, not TorchScript' in capsys.readouterr().err
-        rc = _tool().main(['--endpoint', srv.url, '--out-dir', str(tmp_path / 'pre'),
-                           '--arch', '2b'])
+        rc = _tool().main(
+            ['--endpoint', srv.url, '--out-dir',
+             str(tmp_path / 'pre'), '--arch', '2b'])
         assert rc == 1 and 'HTTP 404' in capsys.readouterr().err
 
 

@@ -3,21 +3,22 @@ import torch
 from mmengine.optim import build_optim_wrapper
 from sapiens_test_utils import TINY_ARCH
 
-from keypose_ext.models.backbones.sapiens_torchscript_backbone import \
-    SapiensTorchScriptBackbone
+from keypose_ext.models.backbones.sapiens_torchscript_backbone import SapiensTorchScriptBackbone
 
 
 class Toy(torch.nn.Module):
+
     def __init__(self):
         super().__init__()
-        self.backbone = SapiensTorchScriptBackbone(arch=dict(TINY_ARCH), img_size=(32, 32),
-                                                   trainable_layers=0)
+        self.backbone = SapiensTorchScriptBackbone(
+            arch=dict(TINY_ARCH), img_size=(32, 32), trainable_layers=0)
         self.head = torch.nn.Linear(32, 4)
 
 
-CFG = dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.1),
-           constructor='SapiensLayerDecayOptimWrapperConstructor',
-           paramwise_cfg=dict(layer_decay_rate=0.5))
+CFG = dict(
+    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.1),
+    constructor='SapiensLayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(layer_decay_rate=0.5))
 
 
 def test_all_parameters_grouped_with_decayed_lr():
@@ -62,6 +63,7 @@ def test_needs_a_vit_backbone():
 
 
 def test_lora_adapters_and_fsdp_names_get_their_block_depth():
+
     class FakeFSDP(torch.nn.Module):
         """Parameter names as FSDP (use_orig_params=True) reports them."""
 
@@ -74,8 +76,8 @@ def test_lora_adapters_and_fsdp_names_get_their_block_depth():
             return self._fsdp_wrapped_module
 
     model = Toy()
-    model.backbone = SapiensTorchScriptBackbone(arch=dict(TINY_ARCH), img_size=(32, 32),
-                                                lora=dict(rank=2))
+    model.backbone = SapiensTorchScriptBackbone(
+        arch=dict(TINY_ARCH), img_size=(32, 32), lora=dict(rank=2))
     ow = build_optim_wrapper(FakeFSDP(model), dict(CFG))
     lr_of = {id(p): g['lr'] for g in ow.optimizer.param_groups for p in g['params']}
     qkv = model.backbone.layers[0].attn.qkv

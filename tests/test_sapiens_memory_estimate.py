@@ -10,8 +10,12 @@ from keypose_ext.utils import sapiens_memory_estimate as mem
 from keypose_ext.utils.sapiens_archs import SAPIENS_ARCHS
 
 ARCH = SAPIENS_ARCHS['sapiens_1b']
-HEAD = dict(deconv_out_channels=(256, 256), deconv_kernel_sizes=(4, 4), conv_out_channels=(),
-            conv_kernel_sizes=(), out_channels=17)
+HEAD = dict(
+    deconv_out_channels=(256, 256),
+    deconv_kernel_sizes=(4, 4),
+    conv_out_channels=(),
+    conv_kernel_sizes=(),
+    out_channels=17)
 
 
 def _cfg(name):
@@ -23,11 +27,12 @@ def test_sapiens_1b_size():
     assert counts['total'] / 1e9 == pytest.approx(1.13, abs=0.01)
     assert counts['total'] * 4 / 1e9 == pytest.approx(4.5, abs=0.1)  # fp32 bytes
     # rank-8 adapters on qkv, proj, fc1, fc2 of 40 blocks
-    assert 40 * mem.lora_params_per_block(ARCH, 8) == 40 * 8 * (
-        (1536 + 4608) + (1536 + 1536) + (1536 + 6144) + (6144 + 1536))
+    assert 40 * mem.lora_params_per_block(ARCH, 8) == 40 * 8 * ((1536 + 4608) + (1536 + 1536) +
+                                                                (1536 + 6144) + (6144 + 1536))
 
 
 def test_estimates_move_the_right_way_and_count_context_and_autocast():
+
     def e(*a, **k):
         return mem.estimate_memory(ARCH, *a, head=HEAD, **k)['total']
 
@@ -48,8 +53,7 @@ def test_estimates_move_the_right_way_and_count_context_and_autocast():
     assert lora['activations (backbone)'] > last2['activations (backbone)']
     assert lora['params_trainable'] < last2['params_trainable'] / 3
     off = mem.estimate_memory(ARCH, hw, 2, 'full', offload=True, with_cp=True, head=HEAD)
-    assert off['total'] < 2 * mem.GiB and off['host_bytes'] == pytest.approx(16 * 1.148e9,
-                                                                              rel=0.02)
+    assert off['total'] < 2 * mem.GiB and off['host_bytes'] == pytest.approx(16 * 1.148e9, rel=0.02)
 
 
 def test_plan_is_read_from_the_config():
@@ -77,19 +81,22 @@ def test_4gb_routes():
         assert all(e['total'] <= budget for e in mem.estimate_config(_cfg(name)).values()), \
             name
     assert mem.estimate_config(_cfg('stage1_a100.py'))['phase 2']['total'] > 4 * budget
-    rows = {r['route']: r for r in mem.fitting_settings(
-        mem.plan_from_config(_cfg('stage1_gtx1650.py')), 4 * mem.GiB)}
+    rows = {
+        r['route']: r
+        for r in mem.fitting_settings(mem.plan_from_config(_cfg('stage1_gtx1650.py')), 4 * mem.GiB)
+    }
     assert rows['lora']['batch_size'] >= 2 and rows['full']['batch_size'] is None
     assert rows['full_offload']['host_bytes'] > 16 * mem.GiB
-    assert all(r['batch_size'] * r['accumulative_counts'] == 32
-               for r in rows.values() if r['batch_size'])
-    assert mem.fitting_settings(mem.plan_from_config(_cfg('stage1_gtx1650.py')),
-                                2 * mem.GiB, routes=['lora'])[0]['batch_size'] is None
+    assert all(r['batch_size'] * r['accumulative_counts'] == 32 for r in rows.values()
+               if r['batch_size'])
+    assert mem.fitting_settings(
+        mem.plan_from_config(_cfg('stage1_gtx1650.py')), 2 * mem.GiB,
+        routes=['lora'])[0]['batch_size'] is None
 
 
 def _check_env():
-    spec = importlib.util.spec_from_file_location(
-        'check_env', osp.join(ROOT, 'tools', 'check_env.py'))
+    spec = importlib.util.spec_from_file_location('check_env',
+                                                  osp.join(ROOT, 'tools', 'check_env.py'))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -99,11 +106,23 @@ def test_check_env_reports_routes_and_measured_figures(capsys, monkeypatch, tmp_
     monkeypatch.chdir(ROOT)
     tool = _check_env()
     measured = tmp_path / 'measured.json'
-    measured.write_text(json.dumps(dict(gpu='NVIDIA H200', limit_gib=4, cuda_context_gib=0.5,
-                                        rows=[dict(route='lora', phase='phase 2', batch_size=4,
-                                                   arch='sapiens_1b', input_hw=[384, 288],
-                                                   status='ok', max_reserved_gib=2.9,
-                                                   s_per_iter=0.4)])))
+    measured.write_text(
+        json.dumps(
+            dict(
+                gpu='NVIDIA H200',
+                limit_gib=4,
+                cuda_context_gib=0.5,
+                rows=[
+                    dict(
+                        route='lora',
+                        phase='phase 2',
+                        batch_size=4,
+                        arch='sapiens_1b',
+                        input_hw=[384, 288],
+                        status='ok',
+                        max_reserved_gib=2.9,
+                        s_per_iter=0.4)
+                ])))
     assert tool.main(['--gpu-mem-gib', '4', '--measured', str(measured)]) == 0
     out = capsys.readouterr().out
     assert "phase-2 route 'lora'" in out and 'phase 1: ~2.' in out and 'phase 2: ~3.' in out

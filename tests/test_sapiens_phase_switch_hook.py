@@ -8,14 +8,14 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from sapiens_test_utils import ROOT, TINY_ARCH, make_tiny_trace, write_tiny_stage1_config
 
-from keypose_ext.testing.synthetic_coco import make_synthetic_coco
 from keypose_ext.engine.hooks.sapiens_phase_switch_hook import SapiensPhaseSwitchHook
-from keypose_ext.models.backbones.sapiens_torchscript_backbone import \
-    SapiensTorchScriptBackbone
+from keypose_ext.models.backbones.sapiens_torchscript_backbone import SapiensTorchScriptBackbone
+from keypose_ext.testing.synthetic_coco import make_synthetic_coco
 from keypose_ext.utils.errors import KeyposeUserError
 
 
 class Generic(torch.nn.Module):
+
     def __init__(self):
         super().__init__()
         self.backbone = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.5))
@@ -55,13 +55,17 @@ def test_bad_arguments():
 
 def test_phase2_routes_on_the_backbone():
     model = torch.nn.Module()
-    model.backbone = SapiensTorchScriptBackbone(arch=dict(TINY_ARCH), img_size=(32, 32),
-                                                lora=dict(rank=2), trainable_layers=0,
-                                                frozen_dtype='float16')
-    for phase2, mode, n_trainable_blocks in [
-            (dict(mode='lora'), 'lora', 0),
-            (dict(mode='last_blocks', trainable_layers=2), 'last_blocks', 2),
-            (dict(trainable_layers=1), 'last_blocks', 1), (dict(mode='full'), 'full', 3)]:
+    model.backbone = SapiensTorchScriptBackbone(
+        arch=dict(TINY_ARCH),
+        img_size=(32, 32),
+        lora=dict(rank=2),
+        trainable_layers=0,
+        frozen_dtype='float16')
+    for phase2, mode, n_trainable_blocks in [(dict(mode='lora'), 'lora', 0),
+                                             (dict(mode='last_blocks',
+                                                   trainable_layers=2), 'last_blocks', 2),
+                                             (dict(trainable_layers=1), 'last_blocks', 1),
+                                             (dict(mode='full'), 'full', 3)]:
         hook = SapiensPhaseSwitchHook(switch_epoch=1, phase2=dict(phase2, with_cp=True))
         hook.apply_phase(model, 1)
         assert model.backbone.finetune_mode == 'frozen'
@@ -73,17 +77,19 @@ def test_phase2_routes_on_the_backbone():
 
 def test_switch_casts_optimizer_state_to_the_parameter_dtype():
     model = torch.nn.Module()
-    model.backbone = SapiensTorchScriptBackbone(arch=dict(TINY_ARCH), img_size=(32, 32),
-                                                trainable_layers=0, frozen_dtype='float16')
+    model.backbone = SapiensTorchScriptBackbone(
+        arch=dict(TINY_ARCH), img_size=(32, 32), trainable_layers=0, frozen_dtype='float16')
     model.head = torch.nn.Linear(32, 2)
-    ow = build_optim_wrapper(model, dict(
-        optimizer=dict(type='AdamW', lr=1e-3),
-        constructor='SapiensLayerDecayOptimWrapperConstructor',
-        paramwise_cfg=dict(layer_decay_rate=0.9)))
+    ow = build_optim_wrapper(
+        model,
+        dict(
+            optimizer=dict(type='AdamW', lr=1e-3),
+            constructor='SapiensLayerDecayOptimWrapperConstructor',
+            paramwise_cfg=dict(layer_decay_rate=0.9)))
     w = model.backbone.layers[2].attn.qkv.weight
     # what Optimizer.load_state_dict leaves when a phase-2 state meets fp16 params
-    ow.optimizer.state[w] = dict(step=torch.tensor(3.), exp_avg=torch.ones_like(w),
-                                 exp_avg_sq=torch.ones_like(w))
+    ow.optimizer.state[w] = dict(
+        step=torch.tensor(3.), exp_avg=torch.ones_like(w), exp_avg_sq=torch.ones_like(w))
     hook = SapiensPhaseSwitchHook(switch_epoch=1, phase2=dict(trainable_layers=1))
     hook.apply_phase(model, 2, ow)
     assert w.dtype == torch.float32 and w.requires_grad
@@ -100,14 +106,17 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('phase')
     ckpt, _ = make_tiny_trace(tmp / 'tiny.pt2')
     make_synthetic_coco(str(tmp / 'coco'))
-    cfg_path = write_tiny_stage1_config(tmp, ckpt, tmp / 'coco', switch_epoch=1,
-                                        max_epochs=2)
+    cfg_path = write_tiny_stage1_config(tmp, ckpt, tmp / 'coco', switch_epoch=1, max_epochs=2)
     cfg = Config.fromfile(cfg_path)
     cfg.work_dir = str(tmp / 'work')
     runner = build_runner(cfg)
-    file_model = SapiensTorchScriptBackbone(checkpoint=ckpt, arch=dict(TINY_ARCH),
-                                            img_size=(64, 48), frozen_dtype='float16',
-                                            trainable_layers=0, lora=dict(rank=8, alpha=16))
+    file_model = SapiensTorchScriptBackbone(
+        checkpoint=ckpt,
+        arch=dict(TINY_ARCH),
+        img_size=(64, 48),
+        frozen_dtype='float16',
+        trainable_layers=0,
+        lora=dict(rank=8, alpha=16))
     file_model.init_weights()
     runner.train()
     return SimpleNamespace(runner=runner, cfg_path=cfg_path, tmp=tmp, file=file_model)
@@ -188,8 +197,8 @@ def test_memory_warning_names_value_and_fix(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.setattr(torch.cuda, 'current_device', lambda: 0)
     monkeypatch.setattr(torch.cuda, 'get_device_name', lambda d=0: 'GeForce GTX 1650')
-    monkeypatch.setattr(torch.cuda, 'get_device_properties',
-                        lambda d=0: SimpleNamespace(total_memory=4 * 1024**3))
+    monkeypatch.setattr(
+        torch.cuda, 'get_device_properties', lambda d=0: SimpleNamespace(total_memory=4 * 1024**3))
     # the estimate reads the run's config: no 1.1 B-parameter model is built
     cfg = Config.fromfile(osp.join(ROOT, 'configs', 'sapiens', 'stage1_gtx1650.py'))
     SapiensPhaseSwitchHook()._check_memory(SimpleNamespace(cfg=cfg))

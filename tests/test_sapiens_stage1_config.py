@@ -15,8 +15,8 @@ from keypose_ext.testing.synthetic_coco import make_synthetic_coco
 from keypose_ext.utils.sapiens_archs import SAPIENS_ARCHS
 
 CFG_DIR = osp.join(ROOT, 'configs', 'sapiens')
-VARIANTS = ('stage1_gtx1650.py', 'stage1_minimal.py', 'stage1_a100.py',
-            'stage1_gtx1650_last2.py', 'stage1_gtx1650_full_offload.py')
+VARIANTS = ('stage1_gtx1650.py', 'stage1_minimal.py', 'stage1_a100.py', 'stage1_gtx1650_last2.py',
+            'stage1_gtx1650_full_offload.py')
 
 
 def _load(name):
@@ -64,8 +64,9 @@ def test_sizes_come_from_the_codec(name):
     assert tuple(cfg.model.backbone.img_size) == (h, w)
     assert tuple(cfg.model.head.decoder.heatmap_size) == (w // 4, h // 4)
     for loader in (cfg.train_dataloader, cfg.val_dataloader):
-        assert all(tuple(t.input_size) == (w, h) for t in loader.dataset.pipeline
-                   if t.type == 'TopdownAffine')
+        assert all(
+            tuple(t.input_size) == (w, h) for t in loader.dataset.pipeline
+            if t.type == 'TopdownAffine')
     assert cfg.optim_wrapper.optimizer.lr == 5e-4
 
 
@@ -78,8 +79,8 @@ def test_variants_change_only_their_settings():
     assert minimal.train_dataloader.batch_size == 1
     assert minimal.optim_wrapper.accumulative_counts == 32
     last2 = _load('stage1_gtx1650_last2.py')
-    assert last2.custom_hooks[0].phase2 == dict(mode='last_blocks', trainable_layers=2,
-                                                with_cp=True)
+    assert last2.custom_hooks[0].phase2 == dict(
+        mode='last_blocks', trainable_layers=2, with_cp=True)
     assert last2.model.backbone.lora is None
     off = _load('stage1_gtx1650_full_offload.py')
     assert off.runner_type == 'FlexibleRunner' and off.strategy.type == 'FSDPStrategy'
@@ -92,9 +93,9 @@ def test_meta_augmentation_runs_on_a_coco_sample(tmp_path):
     pytest.importorskip('albumentations')
     from mmengine.dataset import Compose
     from mmengine.registry import init_default_scope
+    from mmpose.registry import DATASETS
 
     import keypose_ext  # noqa: F401
-    from mmpose.registry import DATASETS
     init_default_scope('mmpose')
     make_synthetic_coco(str(tmp_path), dict(train=2), image_size=(320, 240))
     cfg = _load('stage1_gtx1650.py')
@@ -124,8 +125,8 @@ def test_tiny_training_then_merged_checkpoint_in_tools_test_and_init_model(tmp_p
     from keypose_ext.utils.safe_checkpoint_globals import mmengine_checkpoint_globals
     ckpt, _ = make_tiny_trace(tmp_path / 'tiny.pt2')
     make_synthetic_coco(str(tmp_path / 'coco'))
-    cfg_path = write_tiny_stage1_config(tmp_path, ckpt, tmp_path / 'coco', switch_epoch=1,
-                                        max_epochs=2)
+    cfg_path = write_tiny_stage1_config(
+        tmp_path, ckpt, tmp_path / 'coco', switch_epoch=1, max_epochs=2)
     cfg = Config.fromfile(cfg_path)
     cfg.work_dir = str(tmp_path / 'work')
     runner = build_runner(cfg)
@@ -141,18 +142,28 @@ def test_tiny_training_then_merged_checkpoint_in_tools_test_and_init_model(tmp_p
     # plain model (no adapters, fp32), which loads without allow-lists
     img = cv2.imread(glob.glob(str(tmp_path / 'coco' / 'images' / 'val2017' / '*.jpg'))[0])
     with mmengine_checkpoint_globals():  # a training checkpoint pickles numpy values
-        with_adapters = init_model(cfg_path, lora_ckpt, device='cpu', cfg_options={
-            'model.backbone.frozen_dtype': None})  # the same arithmetic as the plain one
-    plain = init_model(cfg_path, merged, device='cpu', cfg_options={
-        'model.backbone.lora': None, 'model.backbone.frozen_dtype': None,
-        'model.backbone.checkpoint': None})
+        with_adapters = init_model(
+            cfg_path, lora_ckpt, device='cpu',
+            cfg_options={'model.backbone.frozen_dtype':
+                         None})  # the same arithmetic as the plain one
+    plain = init_model(
+        cfg_path,
+        merged,
+        device='cpu',
+        cfg_options={
+            'model.backbone.lora': None,
+            'model.backbone.frozen_dtype': None,
+            'model.backbone.checkpoint': None
+        })
     assert not any('lora' in k for k in plain.state_dict())
     np.testing.assert_allclose(_predict(plain, img), _predict(with_adapters, img), atol=0.01)
     env = dict(os.environ, PYTHONWARNINGS='ignore')
-    res = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'test.py'), cfg_path, merged, '--work-dir',
-         str(tmp_path / 'test'), '--show-dir', 'vis'],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    cmd = [
+        sys.executable,
+        osp.join(ROOT, 'tools', 'test.py'), cfg_path, merged, '--work-dir',
+        str(tmp_path / 'test'), '--show-dir', 'vis'
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert 'coco/AP' in res.stdout + res.stderr
     drawn = glob.glob(str(tmp_path / 'test' / '**' / 'vis' / '*.jpg'), recursive=True)
@@ -167,8 +178,13 @@ def test_tiny_training_then_merged_checkpoint_in_tools_test_and_init_model(tmp_p
 def _full_offload_config(tmp_path, extra=''):
     make_synthetic_coco(str(tmp_path / 'coco'))
     path = write_tiny_stage1_config(
-        tmp_path, None, tmp_path / 'coco', switch_epoch=0, max_epochs=1,
-        phase2=dict(mode='full', with_cp=True), base='stage1_gtx1650_full_offload.py',
+        tmp_path,
+        None,
+        tmp_path / 'coco',
+        switch_epoch=0,
+        max_epochs=1,
+        phase2=dict(mode='full', with_cp=True),
+        base='stage1_gtx1650_full_offload.py',
         extra=extra)
     cfg = Config.fromfile(path)
     cfg.work_dir = str(tmp_path / 'work')
@@ -190,20 +206,23 @@ def test_full_offload_trains_every_parameter_with_fsdp_cpu_offload(tmp_path, mon
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
-    for k, v in dict(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK='0',
-                     WORLD_SIZE='1', LOCAL_RANK='0').items():
+    for k, v in dict(
+            MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK='0', WORLD_SIZE='1',
+            LOCAL_RANK='0').items():
         monkeypatch.setenv(k, v)
-    cfg = _full_offload_config(tmp_path, extra=(
-        "launcher = 'pytorch'\n"
-        'strategy = dict(model_wrapper=dict(auto_wrap_policy=dict(min_num_params=2000)))'))
+    cfg = _full_offload_config(
+        tmp_path,
+        extra=("launcher = 'pytorch'\n"
+               'strategy = dict(model_wrapper=dict(auto_wrap_policy=dict(min_num_params=2000)))'))
     try:
         runner = build_runner(cfg)
         runner.train()
         params = list(runner.model.parameters())
         assert all(p.device.type == 'cpu' for p in params)  # master weights offloaded
         assert np.isfinite(runner.message_hub.log_scalars['train/loss'].current())
-        sd = torch.load(osp.join(cfg.work_dir, 'epoch_1.pth'), map_location='cpu',
-                        weights_only=False)['state_dict']
+        sd = torch.load(
+            osp.join(cfg.work_dir, 'epoch_1.pth'), map_location='cpu',
+            weights_only=False)['state_dict']
         assert 'backbone.layers.0.attn.qkv.weight' in sd  # a plain full state dict
     finally:
         if torch.distributed.is_initialized():

@@ -6,13 +6,12 @@ import pytest
 import torch
 from sapiens_test_utils import TINY_ARCH, make_tiny_trace
 
-from keypose_ext.models.backbones.sapiens_torchscript_backbone import \
-    SapiensTorchScriptBackbone
+from keypose_ext.models.backbones.sapiens_torchscript_backbone import SapiensTorchScriptBackbone
 from keypose_ext.utils.errors import KeyposeUserError
-from keypose_ext.utils.sapiens_archs import (SAPIENS_ARCHS, resolve_phase2,
-                                             resolve_sapiens_arch, sapiens_arch_name)
-from keypose_ext.utils.sapiens_torchscript import (detect_checkpoint_format,
-                                                   encoder_state_dict, inspect_encoder)
+from keypose_ext.utils.sapiens_archs import (SAPIENS_ARCHS, resolve_phase2, resolve_sapiens_arch,
+                                             sapiens_arch_name)
+from keypose_ext.utils.sapiens_torchscript import (detect_checkpoint_format, encoder_state_dict,
+                                                   inspect_encoder)
 
 
 @pytest.fixture(scope='module')
@@ -54,20 +53,22 @@ def test_sapiens_arch_names_and_phase2_routes():
 
 # ----------------------------------------------------------------- bad input
 def test_missing_file_names_the_download_tool(tmp_path):
-    b = SapiensTorchScriptBackbone(checkpoint=str(tmp_path / 'nope.pt2'),
-                                   arch=dict(TINY_ARCH), img_size=(32, 32))
+    b = SapiensTorchScriptBackbone(
+        checkpoint=str(tmp_path / 'nope.pt2'), arch=dict(TINY_ARCH), img_size=(32, 32))
     with pytest.raises(FileNotFoundError, match='nope.pt2.*tools/download_pretrained.py'):
         b.init_weights()
 
 
 def test_non_torchscript_files_are_named(tmp_path):
+
     class Lin(torch.nn.Module):
+
         def __init__(self):
             super().__init__()
-            self.l = torch.nn.Linear(3, 3)
+            self.lin = torch.nn.Linear(3, 3)
 
         def forward(self, x):
-            return self.l(x)
+            return self.lin(x)
 
     export = tmp_path / 'exported.pt2'
     with warnings.catch_warnings():
@@ -82,26 +83,30 @@ def test_non_torchscript_files_are_named(tmp_path):
     assert detect_checkpoint_format(str(export)) == 'torch_export'
     for path, msg in [(export, 'torch.export'), (saved, 'torch.save checkpoint'),
                       (lfs, 'Git LFS pointer'), (junk, 'not a TorchScript file')]:
-        b = SapiensTorchScriptBackbone(checkpoint=str(path), arch=dict(TINY_ARCH),
-                                       img_size=(32, 32))
+        b = SapiensTorchScriptBackbone(
+            checkpoint=str(path), arch=dict(TINY_ARCH), img_size=(32, 32))
         with pytest.raises(KeyposeUserError, match=msg):
             b.init_weights()
 
 
 def test_file_of_another_arch(mae_file):
-    b = SapiensTorchScriptBackbone(checkpoint=mae_file, img_size=(32, 32),
-                                   arch=dict(TINY_ARCH, embed_dims=48, num_heads=4))
+    b = SapiensTorchScriptBackbone(
+        checkpoint=mae_file, img_size=(32, 32), arch=dict(TINY_ARCH, embed_dims=48, num_heads=4))
     with pytest.raises(ValueError, match='embed_dims expected 48, found 32'):
         b.init_weights()
-    fewer = SapiensTorchScriptBackbone(checkpoint=mae_file, img_size=(32, 32),
-                                       arch=dict(TINY_ARCH, num_layers=2))
+    fewer = SapiensTorchScriptBackbone(
+        checkpoint=mae_file, img_size=(32, 32), arch=dict(TINY_ARCH, num_layers=2))
     with pytest.raises(ValueError, match='num_layers expected 2, found 3'):
         fewer.init_weights()
     # same weight shapes, different head count: only running the block shows it
     # (checked on float32 copies, so fp16 storage or adapters do not hide it)
-    heads = SapiensTorchScriptBackbone(checkpoint=mae_file, img_size=(32, 32),
-                                       arch=dict(TINY_ARCH, num_heads=2), lora=dict(rank=2),
-                                       trainable_layers=0, frozen_dtype='float16')
+    heads = SapiensTorchScriptBackbone(
+        checkpoint=mae_file,
+        img_size=(32, 32),
+        arch=dict(TINY_ARCH, num_heads=2),
+        lora=dict(rank=2),
+        trainable_layers=0,
+        frozen_dtype='float16')
     with pytest.raises(KeyposeUserError, match='layers.0 .*differ.*num_heads'):
         heads.init_weights()
 

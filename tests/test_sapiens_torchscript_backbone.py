@@ -4,8 +4,7 @@ from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed
 from sapiens_test_utils import TINY_ARCH, make_tiny_trace
 
-from keypose_ext.models.backbones.sapiens_torchscript_backbone import \
-    SapiensTorchScriptBackbone
+from keypose_ext.models.backbones.sapiens_torchscript_backbone import SapiensTorchScriptBackbone
 from keypose_ext.utils.sapiens_lora import SapiensLoRALinear
 
 LORA = dict(rank=4, alpha=8)
@@ -42,9 +41,14 @@ def test_meta_structured_file_loads_as_mmpretrain_drops_the_cls_token(mae_file):
     b = _build(path, img_size=(64, 64)).eval()
     # Meta's pose recipe: mmpretrain's ViT without cls token on the encoder's weights,
     # its load hook dropping the cls position of pos_embed
-    ref = VisionTransformer(arch=dict(TINY_ARCH), img_size=64, qkv_bias=True,
-                            final_norm=True, with_cls_token=False, out_type='featmap',
-                            norm_cfg=dict(type='LN', eps=1e-6))
+    ref = VisionTransformer(
+        arch=dict(TINY_ARCH),
+        img_size=64,
+        qkv_bias=True,
+        final_norm=True,
+        with_cls_token=False,
+        out_type='featmap',
+        norm_cfg=dict(type='LN', eps=1e-6))
     ref.eval()  # mmpretrain's train()/eval() return None
     enc = {k: v for k, v in mae.backbone.state_dict().items() if k != 'cls_token'}
     ref.load_state_dict(enc)
@@ -114,8 +118,10 @@ def test_lora_adapters_on_every_block_start_at_zero(mae_file):
     b.set_lora_trainable(with_cp=True)
     assert [id(p) for p in b.parameters()] == ids and b.finetune_mode == 'lora'
     trainable = {n for n, p in b.named_parameters() if p.requires_grad}
-    assert trainable == {n for n in dict(b.named_parameters())
-                         if '.lora_' in n or n.startswith('ln1.')}
+    assert trainable == {
+        n
+        for n in dict(b.named_parameters()) if '.lora_' in n or n.startswith('ln1.')
+    }
     assert b.layers[0].attn.qkv.original_layer.weight.dtype == torch.float16
     b.train()
     assert all(m.training for m in b.layers) and not b.patch_embed.training
@@ -125,8 +131,7 @@ def test_lora_adapters_on_every_block_start_at_zero(mae_file):
         b.zero_grad()
         b(x)[0].square().mean().backward()
         # every block's adapters get gradients (fp16 base upcast on the CPU, no underflow)
-        assert all(b.layers[i].ffn.layers[1].lora_up.weight.grad.abs().sum() > 0
-                   for i in range(3))
+        assert all(b.layers[i].ffn.layers[1].lora_up.weight.grad.abs().sum() > 0 for i in range(3))
         assert b.layers[0].attn.qkv.original_layer.weight.grad is None
         grads[cp] = b.layers[0].attn.qkv.lora_up.weight.grad.clone()
     torch.testing.assert_close(grads[False], grads[True])
@@ -146,8 +151,7 @@ def test_lora_state_dicts_load_into_plain_models_merged_and_back(mae_file):
     assert 'layers.0.attn.qkv.weight' in plain.state_dict()
     with torch.no_grad():
         torch.testing.assert_close(plain(x)[0], want, atol=1e-5, rtol=1e-5)
-    back = SapiensTorchScriptBackbone(arch=dict(TINY_ARCH), img_size=(32, 32),
-                                      lora=LORA).eval()
+    back = SapiensTorchScriptBackbone(arch=dict(TINY_ARCH), img_size=(32, 32), lora=LORA).eval()
     back.load_state_dict(plain.state_dict())  # plain -> zero adapters, same function
     assert back.layers[1].attn.proj.lora_up.weight.abs().sum() == 0
     with torch.no_grad():
@@ -162,15 +166,21 @@ def test_meta_pose_config_patch_padding_is_allowed(mae_file):
 
 def test_registry_builds_it(mae_file):
     from mmpose.registry import MODELS
-    b = MODELS.build(dict(type='SapiensTorchScriptBackbone', checkpoint=mae_file[0],
-                          arch=dict(TINY_ARCH), img_size=(32, 32), lora=LORA))
+    b = MODELS.build(
+        dict(
+            type='SapiensTorchScriptBackbone',
+            checkpoint=mae_file[0],
+            arch=dict(TINY_ARCH),
+            img_size=(32, 32),
+            lora=LORA))
     b.init_weights()
     assert b(torch.randn(1, 3, 32, 32))[0].shape == (1, 32, 2, 2)
 
 
 def test_bad_settings_and_inputs(mae_file):
-    with pytest.raises(ValueError, match=r'img_size \(380, 288\).*multiples of patch_size=16'
-                       r'.*\(384, 288\)'):
+    with pytest.raises(
+            ValueError, match=r'img_size \(380, 288\).*multiples of patch_size=16'
+            r'.*\(384, 288\)'):
         SapiensTorchScriptBackbone(arch=dict(TINY_ARCH), img_size=(380, 288))
     b = _build(mae_file[0])
     with pytest.raises(ValueError, match=r'input 50x32 .*patch_size=16.*\(48, 32\)'):
@@ -180,8 +190,6 @@ def test_bad_settings_and_inputs(mae_file):
     with pytest.raises(ValueError, match='model.backbone.lora=dict'):
         b.set_lora_trainable()
     with pytest.raises(ValueError, match='frozen_dtype'):
-        SapiensTorchScriptBackbone(arch=dict(TINY_ARCH), img_size=(32, 32),
-                                   frozen_dtype='int8')
+        SapiensTorchScriptBackbone(arch=dict(TINY_ARCH), img_size=(32, 32), frozen_dtype='int8')
     with pytest.raises(ValueError, match='needs rank'):
-        SapiensTorchScriptBackbone(arch=dict(TINY_ARCH), img_size=(32, 32),
-                                   lora=dict(alpha=4))
+        SapiensTorchScriptBackbone(arch=dict(TINY_ARCH), img_size=(32, 32), lora=dict(alpha=4))

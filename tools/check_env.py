@@ -23,21 +23,28 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 MEASURED = osp.join(ROOT, 'benchmarks', 'results', 'sapiens_memory.json')
-ROUTE_CONFIGS = {'lora': 'configs/sapiens/stage1_gtx1650.py',
-                 'last_blocks': 'configs/sapiens/stage1_gtx1650_last2.py',
-                 'full_offload': 'configs/sapiens/stage1_gtx1650_full_offload.py',
-                 'full': 'configs/sapiens/stage1_a100.py'}
+ROUTE_CONFIGS = {
+    'lora': 'configs/sapiens/stage1_gtx1650.py',
+    'last_blocks': 'configs/sapiens/stage1_gtx1650_last2.py',
+    'full_offload': 'configs/sapiens/stage1_gtx1650_full_offload.py',
+    'full': 'configs/sapiens/stage1_a100.py'
+}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__)
     p.add_argument('--config', default='configs/sapiens/stage1_gtx1650.py')
-    p.add_argument('--gpu-mem-gib', type=float,
-                   help='evaluate a GPU with this much memory instead of the detected one')
-    p.add_argument('--measured', default=MEASURED,
-                   help='results JSON of benchmarks/sapiens_memory.py (used when present)')
+    p.add_argument(
+        '--gpu-mem-gib',
+        type=float,
+        help='evaluate a GPU with this much memory instead of the detected one')
+    p.add_argument(
+        '--measured',
+        default=MEASURED,
+        help='results JSON of benchmarks/sapiens_memory.py (used when present)')
     p.add_argument('--json', action='store_true', help='print one JSON object')
     return p.parse_args(argv)
 
@@ -49,10 +56,14 @@ def gpu_info():
         dev = torch.cuda.current_device()
         prop = torch.cuda.get_device_properties(dev)
         free, total = torch.cuda.mem_get_info(dev)
-        info.update(name=prop.name, total_bytes=int(total), free_bytes=int(free),
-                    capability=f'{prop.major}.{prop.minor}', cuda=torch.version.cuda,
-                    fp16=(prop.major, prop.minor) >= (5, 3),
-                    bf16=bool(torch.cuda.is_bf16_supported()))
+        info.update(
+            name=prop.name,
+            total_bytes=int(total),
+            free_bytes=int(free),
+            capability=f'{prop.major}.{prop.minor}',
+            cuda=torch.version.cuda,
+            fp16=(prop.major, prop.minor) >= (5, 3),
+            bf16=bool(torch.cuda.is_bf16_supported()))
     return info
 
 
@@ -61,11 +72,14 @@ def load_measured(path):
     if not path or not osp.isfile(path):
         return []
     from keypose_ext.utils.io import load_json
-    res = load_json(path, 'Sapiens memory results',
-                    'rerun python benchmarks/sapiens_memory.py')
-    return [dict(r, gpu=res.get('gpu'), limit_gib=res.get('limit_gib'),
-                 cuda_context_gib=res.get('cuda_context_gib'))
-            for r in res.get('rows', [])]
+    res = load_json(path, 'Sapiens memory results', 'rerun python benchmarks/sapiens_memory.py')
+    return [
+        dict(
+            r,
+            gpu=res.get('gpu'),
+            limit_gib=res.get('limit_gib'),
+            cuda_context_gib=res.get('cuda_context_gib')) for r in res.get('rows', [])
+    ]
 
 
 def find_measured(rows, plan, route, batch_size, phase):
@@ -145,17 +159,31 @@ def main(argv=None) -> int:
     for r in routes:
         r['config'] = ROUTE_CONFIGS[r['route']]
         if r['batch_size']:
-            r['measured'] = {ph: find_measured(measured, plan, r['route'], r['batch_size'], ph)
-                             for ph in ('phase 1', 'phase 2')}
-    own_measured = {k: find_measured(measured, plan, route, plan['batch_size'], k)
-                    for k in phases}
-    report = dict(gpu=gpu, evaluated_for=gpu_label, budget_bytes=budget, config=args.config,
-                  route=route, settings={k: v for k, v in plan.items() if k != 'arch'},
-                  phases={k: v['total'] for k, v in phases.items()},
-                  host_bytes=phases['phase 2']['host_bytes'], fits=fits,
-                  measured=own_measured, routes=routes, data=check_data(cfg),
-                  pretrained=check_pretrained(cfg.model.backbone.get('checkpoint'),
-                                              plan['arch_name']))
+            r['measured'] = {
+                ph: find_measured(measured, plan, r['route'], r['batch_size'], ph)
+                for ph in ('phase 1', 'phase 2')
+            }
+    own_measured = {k: find_measured(measured, plan, route, plan['batch_size'], k) for k in phases}
+    report = dict(
+        gpu=gpu,
+        evaluated_for=gpu_label,
+        budget_bytes=budget,
+        config=args.config,
+        route=route,
+        settings={
+            k: v
+            for k, v in plan.items() if k != 'arch'
+        },
+        phases={
+            k: v['total']
+            for k, v in phases.items()
+        },
+        host_bytes=phases['phase 2']['host_bytes'],
+        fits=fits,
+        measured=own_measured,
+        routes=routes,
+        data=check_data(cfg),
+        pretrained=check_pretrained(cfg.model.backbone.get('checkpoint'), plan['arch_name']))
     if args.json:
         print(json.dumps(report, indent=1, default=str))
         return 0 if all(fits.values()) else 1
@@ -167,9 +195,9 @@ def main(argv=None) -> int:
               f'{gb(gpu["total_bytes"])} total, {gb(gpu["free_bytes"])} free; '
               f'fp16 {"yes" if gpu["fp16"] else "no"}, bf16 {"yes" if gpu["bf16"] else "no"}')
     else:
-        print('GPU: none detected (CUDA not available); estimates below'
-              + (f' are for {gpu_label}' if args.gpu_mem_gib else
-                 '; pass --gpu-mem-gib 4 to evaluate a 4 GB GPU'))
+        print('GPU: none detected (CUDA not available); estimates below' +
+              (f' are for {gpu_label}' if args.
+               gpu_mem_gib else '; pass --gpu-mem-gib 4 to evaluate a 4 GB GPU'))
     hw = plan['input_hw']
     print(f'config {args.config}: {plan["arch_name"]}, input {hw[0]}x{hw[1]}, batch '
           f'{plan["batch_size"]} x {plan["accumulative_counts"]} accumulation, phase-2 '
@@ -181,8 +209,8 @@ def main(argv=None) -> int:
         verdict = '' if budget is None else ('fits' if fits[name] else 'DOES NOT FIT')
         print(f'  {name}: ~{gb(est["total"])} {verdict}{measured_text(own_measured[name])}')
         for k, v in est.items():
-            if k not in ('total', 'allocated', 'reserved', 'params_frozen',
-                         'params_trainable', 'host_bytes') and v:
+            if k not in ('total', 'allocated', 'reserved', 'params_frozen', 'params_trainable',
+                         'host_bytes') and v:
                 print(f'      {k:32s} {gb(v)}')
     if phases['phase 2']['host_bytes']:
         print(f'  host memory for the offloaded weights, grads and AdamW state: '

@@ -19,24 +19,25 @@ import urllib.request
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
-from keypose_ext.utils.sapiens_download import (USER_AGENT,  # noqa: E402
-                                                DownloadError, download)
+from keypose_ext.utils.sapiens_download import USER_AGENT  # noqa: E402
+from keypose_ext.utils.sapiens_download import DownloadError, download  # noqa: E402
 
 # repo_id, file name (Sapiens release names: epoch of the released MAE checkpoint)
 RELEASES = {
-    '0.3b': ('facebook/sapiens-pretrain-0.3b-torchscript',
-             'sapiens_0.3b_epoch_1600_torchscript.pt2'),
-    '0.6b': ('facebook/sapiens-pretrain-0.6b-torchscript',
-             'sapiens_0.6b_epoch_1600_torchscript.pt2'),
+    '0.3b':
+    ('facebook/sapiens-pretrain-0.3b-torchscript', 'sapiens_0.3b_epoch_1600_torchscript.pt2'),
+    '0.6b':
+    ('facebook/sapiens-pretrain-0.6b-torchscript', 'sapiens_0.6b_epoch_1600_torchscript.pt2'),
     '1b': ('facebook/sapiens-pretrain-1b-torchscript', 'sapiens_1b_epoch_173_torchscript.pt2'),
     '2b': ('facebook/sapiens-pretrain-2b-torchscript', 'sapiens_2b_epoch_660_torchscript.pt2'),
 }
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__)
     p.add_argument('--arch', default='1b', choices=list(RELEASES))
     p.add_argument('--out-dir', default='data/pretrained')
     p.add_argument('--endpoint', default=os.environ.get('HF_ENDPOINT', 'https://huggingface.co'))
@@ -48,6 +49,7 @@ def parse_args(argv=None):
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
+
     def redirect_request(self, *args, **kwargs):
         return None
 
@@ -100,16 +102,24 @@ def main(argv=None) -> int:
             raise DownloadError(f'cannot reach {args.endpoint} ({getattr(e, "reason", e)}): '
                                 f'are you offline? {offline}') from None
         print(f'{url} -> {dest}')
-        download(url, dest, size=info.get('size'), sha256=info.get('sha256'),
-                 headers=headers, timeout=args.timeout, offline_hint=offline)
+        download(
+            url,
+            dest,
+            size=info.get('size'),
+            sha256=info.get('sha256'),
+            headers=headers,
+            timeout=args.timeout,
+            offline_hint=offline)
     except DownloadError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
     from keypose_ext.utils.sapiens_torchscript import detect_checkpoint_format
     kind = detect_checkpoint_format(dest)
     if kind != 'torchscript':
-        print(f'error: {dest} was downloaded but is {kind}, not TorchScript; remove it and '
-              'check --repo-id/--filename', file=sys.stderr)
+        print(
+            f'error: {dest} was downloaded but is {kind}, not TorchScript; remove it and '
+            'check --repo-id/--filename',
+            file=sys.stderr)
         return 1
     checks = ', '.join(k for k in ('size', 'sha256') if k in info) or 'server length'
     print(f'ok: {dest} ({osp.getsize(dest) / 1e9:.2f} GB, TorchScript, checked {checks})')

@@ -7,12 +7,14 @@ _base_ = ['./stage1_gtx1650.py']
 
 codec = dict(type='UDPHeatmap', input_size=(384, 512), heatmap_size=(96, 128), sigma=4)
 model = dict(
-    backbone=dict(img_size=codec['input_size'][::-1], frozen_dtype=None, with_cp=True,
-                  lora=None),
+    backbone=dict(img_size=codec['input_size'][::-1], frozen_dtype=None, with_cp=True, lora=None),
     head=dict(decoder=codec))
 custom_hooks = [
-    dict(type='SapiensPhaseSwitchHook', switch_epoch=10, frozen_modules=['backbone'],
-         phase2=dict(mode='full', with_cp=True)),
+    dict(
+        type='SapiensPhaseSwitchHook',
+        switch_epoch=10,
+        frozen_modules=['backbone'],
+        phase2=dict(mode='full', with_cp=True)),
 ]
 # stage1_gtx1650.py's pipelines with this codec
 train_pipeline = [
@@ -23,12 +25,21 @@ train_pipeline = [
     dict(type='RandomBBoxTransform'),
     dict(type='TopdownAffine', input_size=codec['input_size'], use_udp=True),
     dict(type='PhotometricDistortion'),
-    dict(type='Albumentation', transforms=[
-        dict(type='Blur', p=0.1),
-        dict(type='MedianBlur', p=0.1),
-        dict(type='CoarseDropout', max_holes=1, max_height=0.4, max_width=0.4, min_holes=1,
-             min_height=0.2, min_width=0.2, p=1.0),
-    ]),
+    dict(
+        type='Albumentation',
+        transforms=[
+            dict(type='Blur', p=0.1),
+            dict(type='MedianBlur', p=0.1),
+            dict(
+                type='CoarseDropout',
+                max_holes=1,
+                max_height=0.4,
+                max_width=0.4,
+                min_holes=1,
+                min_height=0.2,
+                min_width=0.2,
+                p=1.0),
+        ]),
     dict(type='GenerateTarget', encoder=codec),
     dict(type='PackPoseInputs'),
 ]

@@ -56,8 +56,11 @@ model = dict(
     test_cfg=dict(flip_test=True, flip_mode='heatmap', shift_heatmap=False))
 
 custom_hooks = [
-    dict(type='SapiensPhaseSwitchHook', switch_epoch=10, frozen_modules=['backbone'],
-         phase2=dict(mode='lora', with_cp=True)),
+    dict(
+        type='SapiensPhaseSwitchHook',
+        switch_epoch=10,
+        frozen_modules=['backbone'],
+        phase2=dict(mode='lora', with_cp=True)),
     dict(type='SapiensLoRAMergeHook'),
 ]
 
@@ -72,12 +75,21 @@ train_pipeline = [
     dict(type='RandomBBoxTransform'),
     dict(type='TopdownAffine', input_size=codec['input_size'], use_udp=True),
     dict(type='PhotometricDistortion'),
-    dict(type='Albumentation', transforms=[
-        dict(type='Blur', p=0.1),
-        dict(type='MedianBlur', p=0.1),
-        dict(type='CoarseDropout', max_holes=1, max_height=0.4, max_width=0.4, min_holes=1,
-             min_height=0.2, min_width=0.2, p=1.0),
-    ]),
+    dict(
+        type='Albumentation',
+        transforms=[
+            dict(type='Blur', p=0.1),
+            dict(type='MedianBlur', p=0.1),
+            dict(
+                type='CoarseDropout',
+                max_holes=1,
+                max_height=0.4,
+                max_width=0.4,
+                min_holes=1,
+                min_height=0.2,
+                min_width=0.2,
+                p=1.0),
+        ]),
     dict(type='GenerateTarget', encoder=codec),
     dict(type='PackPoseInputs'),
 ]
@@ -98,11 +110,10 @@ optim_wrapper = dict(
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(interval=5, save_best='coco/AP', rule='greater', save_last=True,
-                    max_keep_ckpts=3))
+    checkpoint=dict(
+        interval=5, save_best='coco/AP', rule='greater', save_last=True, max_keep_ckpts=3))
 
 # TensorBoard: tensorboard --logdir work_dirs/stage1_gtx1650
 # (W&B: add dict(type='WandbVisBackend', init_kwargs=dict(project='sapiens')))
 vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
-visualizer = dict(
-    type='KeyposeLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+visualizer = dict(type='KeyposeLocalVisualizer', vis_backends=vis_backends, name='visualizer')

@@ -22,32 +22,49 @@ strategy = dict(
         cpu_offload=True,  # CPUOffload(offload_params=True): params and grads on the host
         # one FSDP unit per transformer block: a Sapiens-1B block has 28 M parameters,
         # its MLP alone 19 M (another arch: a value between its MLP and block sizes)
-        auto_wrap_policy=dict(type='torch.distributed.fsdp.wrap.size_based_auto_wrap_policy',
-                              min_num_params=int(2e7)),
-        mixed_precision=dict(param_dtype='float16', reduce_dtype='float32',
-                             buffer_dtype='float32'),
+        auto_wrap_policy=dict(
+            type='torch.distributed.fsdp.wrap.size_based_auto_wrap_policy',
+            min_num_params=int(2e7)),
+        mixed_precision=dict(param_dtype='float16', reduce_dtype='float32', buffer_dtype='float32'),
         use_orig_params=True),
     state_dict_cfg=dict(
         state_dict_type='FULL_STATE_DICT',
-        state_dict_config=dict(type='FullStateDictConfig', offload_to_cpu=True,
-                               rank0_only=True),
-        optim_state_dict_config=dict(type='FullOptimStateDictConfig', offload_to_cpu=True,
-                                     rank0_only=True)))
+        state_dict_config=dict(type='FullStateDictConfig', offload_to_cpu=True, rank0_only=True),
+        optim_state_dict_config=dict(
+            type='FullOptimStateDictConfig', offload_to_cpu=True, rank0_only=True)))
 
 model = dict(
-    backbone=dict(checkpoint=None,  # all weights come from load_from (the phase-1 run)
-                  trainable_layers=-1, frozen_dtype=None, lora=None, with_cp=True))
+    backbone=dict(
+        checkpoint=None,  # all weights come from load_from (the phase-1 run)
+        trainable_layers=-1,
+        frozen_dtype=None,
+        lora=None,
+        with_cp=True))
 custom_hooks = [
-    dict(type='SapiensPhaseSwitchHook', switch_epoch=0, frozen_modules=['backbone'],
-         phase2=dict(mode='full', with_cp=True)),
+    dict(
+        type='SapiensPhaseSwitchHook',
+        switch_epoch=0,
+        frozen_modules=['backbone'],
+        phase2=dict(mode='full', with_cp=True)),
 ]
 optim_wrapper = dict(
     use_fsdp=True,  # ShardedGradScaler: unscales the CPU-offloaded fp16 gradients
     optimizer=dict(fused=False))  # the step runs on the host's fp32 master weights
 train_cfg = dict(max_epochs=100, val_interval=5)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=1,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=100, T_max=100,
-         eta_min_ratio=1e-2, convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=1e-3,
+        by_epoch=True,
+        begin=0,
+        end=1,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        by_epoch=True,
+        begin=0,
+        end=100,
+        T_max=100,
+        eta_min_ratio=1e-2,
+        convert_to_iter_based=True),
 ]

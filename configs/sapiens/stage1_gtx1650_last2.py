@@ -6,6 +6,9 @@ _base_ = ['./stage1_gtx1650.py']
 
 model = dict(backbone=dict(lora=None))
 custom_hooks = [
-    dict(type='SapiensPhaseSwitchHook', switch_epoch=10, frozen_modules=['backbone'],
-         phase2=dict(mode='last_blocks', trainable_layers=2, with_cp=True)),
+    dict(
+        type='SapiensPhaseSwitchHook',
+        switch_epoch=10,
+        frozen_modules=['backbone'],
+        phase2=dict(mode='last_blocks', trainable_layers=2, with_cp=True)),
 ]

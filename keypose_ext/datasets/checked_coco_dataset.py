@@ -39,12 +39,14 @@ class CheckedCocoDataset(CocoDataset):
 
     # mmpose's packaged COCO metainfo, by absolute path: the relative default is looked
     # up in the working directory first and warns on every run when it is absent there.
-    METAINFO: dict = dict(from_file=osp.join(
-        osp.dirname(mmpose.__file__), '.mim', 'configs', '_base_', 'datasets', 'coco.py'))
+    METAINFO: dict = dict(
+        from_file=osp.join(
+            osp.dirname(mmpose.__file__), '.mim', 'configs', '_base_', 'datasets', 'coco.py'))
 
     def __init__(self, *args, missing_images: str = 'error', **kwargs):
         if missing_images not in ('error', 'skip'):
-            raise UserValueError(f"dataset missing_images={missing_images!r}; use 'error' or 'skip'")
+            raise UserValueError(
+                f"dataset missing_images={missing_images!r}; use 'error' or 'skip'")
         self.missing_images = missing_images
         super().__init__(*args, **kwargs)
 
@@ -89,7 +91,9 @@ class CheckedCocoDataset(CocoDataset):
                 'without them')
         missing = set(missing)
         kept = [d for d in data_list if d['img_path'] not in missing]
-        print_log(f'CheckedCocoDataset: {msg}; skipped {len(data_list) - len(kept)} '
-                  "samples (missing_images='skip')", logger='current',
-                  level=logging.WARNING)
+        print_log(
+            f'CheckedCocoDataset: {msg}; skipped {len(data_list) - len(kept)} '
+            "samples (missing_images='skip')",
+            logger='current',
+            level=logging.WARNING)
         return kept

@@ -35,10 +35,10 @@ def coco_keypoint_info():
 
 # A frontal person in a unit box (x right, y down), keypoints in COCO's order; left is
 # the image's right side.
-_TEMPLATE = np.array(
-    [[0.50, 0.08], [0.55, 0.05], [0.45, 0.05], [0.60, 0.07], [0.40, 0.07], [0.68, 0.22],
-     [0.32, 0.22], [0.78, 0.38], [0.22, 0.38], [0.82, 0.52], [0.18, 0.52], [0.62, 0.55],
-     [0.38, 0.55], [0.63, 0.75], [0.37, 0.75], [0.64, 0.95], [0.36, 0.95]], np.float32)
+_TEMPLATE = np.array([[0.50, 0.08], [0.55, 0.05], [0.45, 0.05], [0.60, 0.07], [0.40, 0.07],
+                      [0.68, 0.22], [0.32, 0.22], [0.78, 0.38], [0.22, 0.38], [0.82, 0.52],
+                      [0.18, 0.52], [0.62, 0.55], [0.38, 0.55], [0.63, 0.75], [0.37, 0.75],
+                      [0.64, 0.95], [0.36, 0.95]], np.float32)
 
 
 def _person(rng: np.random.Generator, img_w: int, img_h: int):
@@ -92,21 +92,28 @@ def make_synthetic_coco(root: str,
                     cv2.circle(img, (int(x), int(y)), 2, color, -1)
                 flat = np.concatenate([kpts, np.full((17, 1), 2, np.float32)], 1)
                 annotations.append(
-                    dict(id=ann_id, image_id=img_id, category_id=1, iscrowd=0,
-                         bbox=box, area=float(box[2] * box[3] * 0.6),
-                         num_keypoints=17,
-                         keypoints=[round(float(v), 2) for v in flat.reshape(-1)],
-                         segmentation=[]))
+                    dict(
+                        id=ann_id,
+                        image_id=img_id,
+                        category_id=1,
+                        iscrowd=0,
+                        bbox=box,
+                        area=float(box[2] * box[3] * 0.6),
+                        num_keypoints=17,
+                        keypoints=[round(float(v), 2) for v in flat.reshape(-1)],
+                        segmentation=[]))
             cv2.imwrite(osp.join(img_dir, name), img)
             images.append(dict(id=img_id, file_name=name, width=img_w, height=img_h))
         ann = dict(
             info=dict(description='synthetic COCO person keypoints (keypose_ext)'),
-            images=images, annotations=annotations,
-            categories=[dict(id=1, name='person', supercategory='person',
-                             keypoints=names, skeleton=skeleton)])
+            images=images,
+            annotations=annotations,
+            categories=[
+                dict(
+                    id=1, name='person', supercategory='person', keypoints=names, skeleton=skeleton)
+            ])
         path = osp.join(ann_dir, f'person_keypoints_{split}2017.json')
         with atomic_write(path, 'w') as f:
             json.dump(ann, f)
         out[split] = path
     return out
-

@@ -6,14 +6,10 @@ from .errors import UserValueError
 
 # facebookresearch/sapiens, mmpretrain ``arch_zoo``: patch 16, qkv bias, final LayerNorm.
 SAPIENS_ARCHS: Dict[str, dict] = {
-    'sapiens_0.3b': dict(embed_dims=1024, num_layers=24, num_heads=16,
-                         feedforward_channels=4096),
-    'sapiens_0.6b': dict(embed_dims=1280, num_layers=32, num_heads=16,
-                         feedforward_channels=5120),
-    'sapiens_1b': dict(embed_dims=1536, num_layers=40, num_heads=24,
-                       feedforward_channels=6144),
-    'sapiens_2b': dict(embed_dims=1920, num_layers=48, num_heads=32,
-                       feedforward_channels=7680),
+    'sapiens_0.3b': dict(embed_dims=1024, num_layers=24, num_heads=16, feedforward_channels=4096),
+    'sapiens_0.6b': dict(embed_dims=1280, num_layers=32, num_heads=16, feedforward_channels=5120),
+    'sapiens_1b': dict(embed_dims=1536, num_layers=40, num_heads=24, feedforward_channels=6144),
+    'sapiens_2b': dict(embed_dims=1920, num_layers=48, num_heads=32, feedforward_channels=7680),
 }
 ARCH_KEYS = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels')
 

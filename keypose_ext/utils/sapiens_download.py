@@ -28,17 +28,24 @@ class DownloadError(KeyposeUserError, ConnectionError):
 
 
 def _request(url: str, headers: Optional[Dict[str, str]] = None, method: str = 'GET'):
-    req = urllib.request.Request(url, method=method,
-                                 headers={'User-Agent': USER_AGENT, **(headers or {})})
+    req = urllib.request.Request(
+        url, method=method, headers={
+            'User-Agent': USER_AGENT,
+            **(headers or {})
+        })
     return req
 
 
 def file_digest(path: str, algo: str, desc: Optional[str] = None) -> str:
     h = hashlib.new(algo)
     size = osp.getsize(path)
-    with open(path, 'rb') as f, tqdm(total=size, unit='B', unit_scale=True,
-                                     desc=desc or f'{algo} {osp.basename(path)}',
-                                     disable=size < 64 * CHUNK, leave=False) as bar:
+    with open(path, 'rb') as f, tqdm(
+            total=size,
+            unit='B',
+            unit_scale=True,
+            desc=desc or f'{algo} {osp.basename(path)}',
+            disable=size < 64 * CHUNK,
+            leave=False) as bar:
         for block in iter(lambda: f.read(CHUNK), b''):
             h.update(block)
             bar.update(len(block))
@@ -108,8 +115,12 @@ def download(url: str,
                 mode = 'ab' if have else 'wb'
                 try:
                     with open(part, mode) as f, tqdm(
-                            total=total, initial=have, unit='B', unit_scale=True,
-                            unit_divisor=1024, desc=osp.basename(dest)) as bar:
+                            total=total,
+                            initial=have,
+                            unit='B',
+                            unit_scale=True,
+                            unit_divisor=1024,
+                            desc=osp.basename(dest)) as bar:
                         for block in iter(lambda: resp.read(CHUNK), b''):
                             f.write(block)
                             bar.update(len(block))
@@ -156,16 +167,19 @@ def safe_extract_zip(zip_path: str, dest_dir: str) -> int:
             name = m.filename.replace('\\', '/')
             parts = name.split('/')
             target = osp.realpath(osp.join(dest_root, *parts))
-            unsafe = (name.startswith('/') or (len(name) > 1 and name[1] == ':')
-                      or '..' in parts
-                      or not (target == dest_root or target.startswith(dest_root + os.sep))
-                      or stat.S_ISLNK(m.external_attr >> 16))
+            unsafe = (
+                name.startswith('/') or (len(name) > 1 and name[1] == ':') or '..' in parts
+                or not (target == dest_root or target.startswith(dest_root + os.sep))
+                or stat.S_ISLNK(m.external_attr >> 16))
             if unsafe:
                 raise UserValueError(f'{zip_path}: refusing to extract unsafe member '
-                                 f'{m.filename!r} (absolute path, "..", or symlink)')
+                                     f'{m.filename!r} (absolute path, "..", or symlink)')
         n = 0
-        for m in tqdm(members, desc=f'extract {osp.basename(zip_path)}', unit='file',
-                      disable=len(members) < 1000):
+        for m in tqdm(
+                members,
+                desc=f'extract {osp.basename(zip_path)}',
+                unit='file',
+                disable=len(members) < 1000):
             if m.is_dir():
                 continue
             target = osp.join(dest_root, *m.filename.replace('\\', '/').split('/'))

@@ -26,8 +26,7 @@ class SapiensLoRALinear(LoRALinear):
     Shapes: ``(..., in)`` → ``(..., out)`` in the dtype of the input.
     """
 
-    def __init__(self, original_layer: nn.Linear, alpha: float, rank: int,
-                 drop_rate: float = 0.):
+    def __init__(self, original_layer: nn.Linear, alpha: float, rank: int, drop_rate: float = 0.):
         super().__init__(original_layer, alpha, rank, drop_rate)
         self.register_buffer('lora_scaling', torch.tensor(float(self.scaling)))
 
@@ -42,13 +41,18 @@ def _is_target(name: str, targets: Sequence[str]) -> bool:
     return any(name == t or name.endswith('.' + t) for t in targets)
 
 
-def add_lora(root: nn.Module, rank: int, alpha: float, drop_rate: float = 0.,
+def add_lora(root: nn.Module,
+             rank: int,
+             alpha: float,
+             drop_rate: float = 0.,
              targets: Sequence[str] = DEFAULT_TARGETS) -> List[str]:
     """Wrap every ``nn.Linear`` of ``root`` whose name ends with a target; returns the
     wrapped names. The adapters start at zero (``lora_up = 0``): the function of
     ``root`` is unchanged."""
-    names = [n for n, m in root.named_modules()
-             if isinstance(m, nn.Linear) and _is_target(n, tuple(targets))]
+    names = [
+        n for n, m in root.named_modules()
+        if isinstance(m, nn.Linear) and _is_target(n, tuple(targets))
+    ]
     for name in names:
         parent_name, _, leaf = name.rpartition('.')
         parent = root.get_submodule(parent_name)
@@ -61,8 +65,7 @@ def lora_layers(root: nn.Module) -> Dict[str, SapiensLoRALinear]:
 
 
 def lora_parameters(root: nn.Module) -> List[nn.Parameter]:
-    return [p for m in lora_layers(root).values()
-            for p in (m.lora_down.weight, m.lora_up.weight)]
+    return [p for m in lora_layers(root).values() for p in (m.lora_down.weight, m.lora_up.weight)]
 
 
 def strip_lora(root: nn.Module) -> nn.Module:

@@ -42,14 +42,15 @@ def format_bytes(n: int) -> str:
     return f'{n / GiB:.2f} GiB'
 
 
-def vit_param_counts(arch: dict, grid_hw: Sequence[int], patch_size: int = 16,
+def vit_param_counts(arch: dict,
+                     grid_hw: Sequence[int],
+                     patch_size: int = 16,
                      in_channels: int = 3) -> Dict[str, int]:
     """Parameter counts of an mmpretrain ViT (qkv bias, final LN, no cls token)."""
     d, ffn, n_layers = arch['embed_dims'], arch['feedforward_channels'], arch['num_layers']
     block = (3 * d * d + 3 * d) + (d * d + d) + (d * ffn + ffn) + (ffn * d + d) + 4 * d
     stem = in_channels * patch_size * patch_size * d + d + grid_hw[0] * grid_hw[1] * d
-    return dict(block=block, stem=stem, final_norm=2 * d,
-                total=stem + n_layers * block + 2 * d)
+    return dict(block=block, stem=stem, final_norm=2 * d, total=stem + n_layers * block + 2 * d)
 
 
 def lora_params_per_block(arch: dict, rank: int, num_targets: int = 4) -> int:
@@ -62,11 +63,12 @@ def lora_params_per_block(arch: dict, rank: int, num_targets: int = 4) -> int:
 def head_settings(head_cfg: dict) -> dict:
     """The config's ``HeatmapHead`` sizes, with mmpose's defaults for omitted keys."""
     from mmpose.models.heads import HeatmapHead
-    defaults = {k: v.default for k, v in
-                inspect.signature(HeatmapHead.__init__).parameters.items()
-                if v.default is not inspect.Parameter.empty}
-    keys = ('deconv_out_channels', 'deconv_kernel_sizes', 'conv_out_channels',
-            'conv_kernel_sizes')
+    defaults = {
+        k: v.default
+        for k, v in inspect.signature(HeatmapHead.__init__).parameters.items()
+        if v.default is not inspect.Parameter.empty
+    }
+    keys = ('deconv_out_channels', 'deconv_kernel_sizes', 'conv_out_channels', 'conv_kernel_sizes')
     out = {k: tuple(head_cfg.get(k, defaults[k]) or ()) for k in keys}
     out['out_channels'] = int(head_cfg['out_channels'])
     return out
@@ -92,10 +94,19 @@ def head_memory(head: dict, in_channels: int, grid_hw: Sequence[int], batch_size
     return dict(params=n, activations=acts)
 
 
-def estimate_memory(arch: dict, input_hw: Sequence[int], batch_size: int, mode: str,
-                    trainable_layers: int = 0, *, head: dict, frozen_dtype_bytes: int = 2,
-                    amp: bool = True, with_cp: bool = False, fused_optimizer: bool = True,
-                    lora_rank: int = 0, offload: bool = False,
+def estimate_memory(arch: dict,
+                    input_hw: Sequence[int],
+                    batch_size: int,
+                    mode: str,
+                    trainable_layers: int = 0,
+                    *,
+                    head: dict,
+                    frozen_dtype_bytes: int = 2,
+                    amp: bool = True,
+                    with_cp: bool = False,
+                    fused_optimizer: bool = True,
+                    lora_rank: int = 0,
+                    offload: bool = False,
                     patch_size: int = 16) -> Dict[str, int]:
     """Peak memory of one training step, by component (bytes).
 
@@ -113,8 +124,12 @@ def estimate_memory(arch: dict, input_hw: Sequence[int], batch_size: int, mode: 
     gh, gw = input_hw[0] // patch_size, input_hw[1] // patch_size
     counts = vit_param_counts(arch, (gh, gw), patch_size)
     act_bytes = 2 if amp else 4
-    n_grad = {'frozen': 0, 'last_blocks': trainable_layers, 'full': n_layers,
-              'lora': n_layers}[mode]
+    n_grad = {
+        'frozen': 0,
+        'last_blocks': trainable_layers,
+        'full': n_layers,
+        'lora': n_layers
+    }[mode]
     stem_trainable = mode == 'full'
     n_base_train = n_grad if mode in ('last_blocks', 'full') else 0
     backbone_all = counts['total']
@@ -156,11 +171,13 @@ def estimate_memory(arch: dict, input_hw: Sequence[int], batch_size: int, mode: 
     allocated = sum(comp.values())
     comp['fragmentation'] = int(allocated * FRAGMENTATION)
     comp['CUDA context'] = CUDA_CONTEXT_BYTES
-    comp.update(allocated=allocated, reserved=allocated + comp['fragmentation'],
-                total=allocated + comp['fragmentation'] + CUDA_CONTEXT_BYTES,
-                host_bytes=(backbone_all + hd['params']) * 16 if offload else 0,
-                params_frozen=0 if offload else frozen,
-                params_trainable=backbone_all + hd['params'] if offload else train_params)
+    comp.update(
+        allocated=allocated,
+        reserved=allocated + comp['fragmentation'],
+        total=allocated + comp['fragmentation'] + CUDA_CONTEXT_BYTES,
+        host_bytes=(backbone_all + hd['params']) * 16 if offload else 0,
+        params_frozen=0 if offload else frozen,
+        params_trainable=backbone_all + hd['params'] if offload else train_params)
     return comp
 
 
@@ -172,17 +189,21 @@ def plan_from_config(cfg) -> dict:
         raise UserValueError(f'{cfg.filename}: model.backbone.type is {bb.get("type")!r}; the '
                              'Sapiens memory estimate needs SapiensTorchScriptBackbone')
     name, arch = resolve_sapiens_arch(bb.get('arch', 'sapiens_1b'))
-    hook = next((h for h in cfg.get('custom_hooks', None) or []
-                 if h.get('type') == 'SapiensPhaseSwitchHook'), None)
+    hook = next(
+        (h
+         for h in cfg.get('custom_hooks', None) or [] if h.get('type') == 'SapiensPhaseSwitchHook'),
+        None)
     initial = int(bb.get('trainable_layers', -1))
-    phase2 = resolve_phase2(hook.get('phase2') if hook else
-                            dict(trainable_layers=initial if initial else -1))
+    phase2 = resolve_phase2(
+        hook.get('phase2') if hook else dict(trainable_layers=initial if initial else -1))
     ow = cfg.optim_wrapper
     strategy = cfg.get('strategy', None) or {}
     wrapper = strategy.get('model_wrapper', None) or {}
     lora = bb.get('lora', None)
     return dict(
-        arch_name=name, arch=arch, input_hw=tuple(bb.get('img_size', (384, 288))),
+        arch_name=name,
+        arch=arch,
+        input_hw=tuple(bb.get('img_size', (384, 288))),
         patch_size=int(bb.get('patch_size', 16)),
         batch_size=int(cfg.train_dataloader.batch_size),
         accumulative_counts=int(ow.get('accumulative_counts', 1)),
@@ -193,8 +214,10 @@ def plan_from_config(cfg) -> dict:
         lora_rank=int(lora['rank']) if lora else 0,
         offload=bool(wrapper.get('cpu_offload', False)),
         switch_epoch=int(hook.get('switch_epoch', 10)) if hook else 0,
-        phase2=dict(phase2, with_cp=bool(phase2['with_cp'] if phase2['with_cp'] is not None
-                                         else bb.get('with_cp', False))),
+        phase2=dict(
+            phase2,
+            with_cp=bool(
+                phase2['with_cp'] if phase2['with_cp'] is not None else bb.get('with_cp', False))),
         head=head_settings(cfg.model.head))
 
 
@@ -203,17 +226,27 @@ def estimate_plan(plan: dict, **overrides) -> Dict[str, Dict[str, int]]:
     (phase 1 absent when the run starts in phase 2); ``overrides`` replace plan keys
     (``batch_size``, ``phase2``, ``offload``, ...)."""
     p = dict(plan, **overrides)
-    common = dict(head=p['head'], frozen_dtype_bytes=p['frozen_dtype_bytes'], amp=p['amp'],
-                  fused_optimizer=p['fused_optimizer'], lora_rank=p['lora_rank'],
-                  patch_size=p['patch_size'])
+    common = dict(
+        head=p['head'],
+        frozen_dtype_bytes=p['frozen_dtype_bytes'],
+        amp=p['amp'],
+        fused_optimizer=p['fused_optimizer'],
+        lora_rank=p['lora_rank'],
+        patch_size=p['patch_size'])
     out = {}
     if p['switch_epoch'] > 0:
-        out['phase 1'] = estimate_memory(p['arch'], p['input_hw'], p['batch_size'], 'frozen',
-                                         with_cp=p['with_cp'], **common)
+        out['phase 1'] = estimate_memory(
+            p['arch'], p['input_hw'], p['batch_size'], 'frozen', with_cp=p['with_cp'], **common)
     ph2 = p['phase2']
-    out['phase 2'] = estimate_memory(p['arch'], p['input_hw'], p['batch_size'], ph2['mode'],
-                                     ph2['trainable_layers'], with_cp=ph2['with_cp'],
-                                     offload=p['offload'] and ph2['mode'] == 'full', **common)
+    out['phase 2'] = estimate_memory(
+        p['arch'],
+        p['input_hw'],
+        p['batch_size'],
+        ph2['mode'],
+        ph2['trainable_layers'],
+        with_cp=ph2['with_cp'],
+        offload=p['offload'] and ph2['mode'] == 'full',
+        **common)
     return out
 
 
@@ -230,8 +263,7 @@ def gpu_budget(gpu_total_bytes: int) -> int:
 ROUTES = {
     'lora': dict(phase2=dict(mode='lora', trainable_layers=0, with_cp=True)),
     'last_blocks': dict(phase2=dict(mode='last_blocks', trainable_layers=2, with_cp=True)),
-    'full_offload': dict(phase2=dict(mode='full', trainable_layers=-1, with_cp=True),
-                         offload=True),
+    'full_offload': dict(phase2=dict(mode='full', trainable_layers=-1, with_cp=True), offload=True),
     'full': dict(phase2=dict(mode='full', trainable_layers=-1, with_cp=True), offload=False),
 }
 
@@ -241,7 +273,8 @@ def route_of_plan(plan: dict) -> str:
     return 'full_offload' if mode == 'full' and plan['offload'] else mode
 
 
-def fitting_settings(plan: dict, gpu_total_bytes: int,
+def fitting_settings(plan: dict,
+                     gpu_total_bytes: int,
                      batch_sizes: Sequence[int] = (8, 4, 2, 1),
                      routes: Optional[Sequence[str]] = None) -> List[dict]:
     """For each route, the largest batch (accumulation keeping the effective batch) whose
@@ -259,9 +292,14 @@ def fitting_settings(plan: dict, gpu_total_bytes: int,
                 continue
             est = estimate_plan(plan, batch_size=bs, **over)
             if all(e['total'] <= budget for e in est.values()):
-                row.update(batch_size=bs, accumulative_counts=effective // bs,
-                           **{f'{k} total': v['total'] for k, v in est.items()},
-                           host_bytes=est['phase 2']['host_bytes'])
+                row.update(
+                    batch_size=bs,
+                    accumulative_counts=effective // bs,
+                    **{
+                        f'{k} total': v['total']
+                        for k, v in est.items()
+                    },
+                    host_bytes=est['phase 2']['host_bytes'])
                 break
         out.append(row)
     return out

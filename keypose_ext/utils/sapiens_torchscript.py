@@ -114,8 +114,7 @@ def _traced_conv(conv) -> Optional[Tuple[List[int], List[int]]]:
         code = conv.code
     except Exception:  # noqa: BLE001  (not a scripted submodule)
         return None
-    m = re.search(r'_convolution\([^,]+, [^,]+, [^,]+, \[(\d+), (\d+)\], \[(\d+), (\d+)\]',
-                  code)
+    m = re.search(r'_convolution\([^,]+, [^,]+, [^,]+, \[(\d+), (\d+)\], \[(\d+), (\d+)\]', code)
     if m is None:
         return None
     v = [int(g) for g in m.groups()]
@@ -140,25 +139,29 @@ def inspect_encoder(path: str, ts, file_sd: Dict[str, torch.Tensor], arch_name: 
             f'first tensors: {list(file_sd)[:5]}. Is it a Sapiens pretrain file?')
     prefix = key[:-len('patch_embed.projection.weight')]
     w = file_sd[key]
-    layer_ids = {int(m.group(1)) for k in file_sd
-                 for m in [re.match(re.escape(prefix) + r'layers\.(\d+)\.', k)] if m}
+    layer_ids = {
+        int(m.group(1))
+        for k in file_sd
+        for m in [re.match(re.escape(prefix) + r'layers\.(\d+)\.', k)] if m
+    }
     fc1 = file_sd.get(prefix + 'layers.0.ffn.layers.0.0.weight')
     pos = file_sd.get(prefix + 'pos_embed')
     if pos is None:
         raise UserValueError(f'{path!r} has no {prefix}pos_embed')
-    found = dict(embed_dims=int(w.shape[0]), num_layers=len(layer_ids),
-                 feedforward_channels=None if fc1 is None else int(fc1.shape[0]),
-                 patch_size=int(w.shape[-1]))
+    found = dict(
+        embed_dims=int(w.shape[0]),
+        num_layers=len(layer_ids),
+        feedforward_channels=None if fc1 is None else int(fc1.shape[0]),
+        patch_size=int(w.shape[-1]))
     diff = {k: (expected[k], found[k]) for k in found if expected[k] != found[k]}
     if diff:
         file_arch = sapiens_arch_name(found['embed_dims'], found['num_layers'])
-        fix = (f"set model.backbone.arch='{file_arch}'" if file_arch else
-               'pass arch=dict(embed_dims=..., num_layers=..., num_heads=..., '
+        fix = (f"set model.backbone.arch='{file_arch}'"
+               if file_arch else 'pass arch=dict(embed_dims=..., num_layers=..., num_heads=..., '
                'feedforward_channels=...) matching the file')
-        raise UserValueError(
-            f'{path!r} is a different ViT than arch={arch_name!r}: '
-            + ', '.join(f'{k} expected {e}, found {f}' for k, (e, f) in diff.items())
-            + f'; {fix}')
+        raise UserValueError(f'{path!r} is a different ViT than arch={arch_name!r}: ' +
+                             ', '.join(f'{k} expected {e}, found {f}'
+                                       for k, (e, f) in diff.items()) + f'; {fix}')
     n_extra = 1 if (prefix + 'cls_token') in file_sd else 0
     n_patches = pos.shape[1] - n_extra
     side = int(round(math.sqrt(n_patches)))
@@ -166,9 +169,13 @@ def inspect_encoder(path: str, ts, file_sd: Dict[str, torch.Tensor], arch_name: 
         raise UserValueError(f'{path!r}: {prefix}pos_embed has {n_patches} patch tokens, '
                              'not a square grid; cannot tell the traced input size')
     patch = found['patch_size']
-    return dict(prefix=prefix, n_extra=n_extra, grid=(side, side),
-                traced_size=(side * patch, side * patch),
-                conv=_traced_conv(submodule(ts, prefix + 'patch_embed.projection')), **found)
+    return dict(
+        prefix=prefix,
+        n_extra=n_extra,
+        grid=(side, side),
+        traced_size=(side * patch, side * patch),
+        conv=_traced_conv(submodule(ts, prefix + 'patch_embed.projection')),
+        **found)
 
 
 def encoder_state_dict(file_sd: Dict[str, torch.Tensor],
@@ -184,13 +191,16 @@ def encoder_state_dict(file_sd: Dict[str, torch.Tensor],
     sd = {k[len(prefix):]: v for k, v in file_sd.items() if k.startswith(prefix)}
     sd.pop('cls_token', None)
     sd['pos_embed'] = sd['pos_embed'][:, info['n_extra']:]
-    ignored = sorted(k for k in file_sd
-                     if not k.startswith(prefix) or k == prefix + 'cls_token')
+    ignored = sorted(k for k in file_sd if not k.startswith(prefix) or k == prefix + 'cls_token')
     return sd, ignored
 
 
-def verify_against_trace(path: str, ts, encoder_sd: Dict[str, torch.Tensor], info: dict,
-                         modules: Dict[str, nn.Module], num_heads: int,
+def verify_against_trace(path: str,
+                         ts,
+                         encoder_sd: Dict[str, torch.Tensor],
+                         info: dict,
+                         modules: Dict[str, nn.Module],
+                         num_heads: int,
                          check_conv: bool = True) -> None:
     """Run the trace's and our ``modules`` (plain float32 CPU copies, loaded here with the
     file's weights) on one random input each; a difference names the likely cause.
@@ -223,18 +233,19 @@ def verify_against_trace(path: str, ts, encoder_sd: Dict[str, torch.Tensor], inf
                 warnings.simplefilter('ignore')
                 ref = submodule(ts, prefix + name)(x)
         except Exception as e:  # noqa: BLE001  (a trace may not expose submodules)
-            print_log(f'SapiensTorchScriptBackbone: could not probe {prefix}{name} of the '
-                      f'trace ({type(e).__name__}); skipped that check',
-                      logger='current', level=logging.WARNING)
+            print_log(
+                f'SapiensTorchScriptBackbone: could not probe {prefix}{name} of the '
+                f'trace ({type(e).__name__}); skipped that check',
+                logger='current',
+                level=logging.WARNING)
             continue
         mine.load_state_dict({k: encoder_sd[f'{name}.{k}'] for k in mine.state_dict()})
         with torch.no_grad():
             out = mine.eval()(x)
         err = (out - ref).abs().max().item() if out.shape == ref.shape else math.inf
         if err > 1e-3 * max(1.0, ref.abs().max().item()):
-            hint = (f'num_heads (this arch: {num_heads}) or the LayerNorm eps'
-                    if name != 'patch_embed.projection'
-                    else 'the conv padding (model.backbone.patch_cfg)')
+            hint = (f'num_heads (this arch: {num_heads}) or the LayerNorm eps' if name
+                    != 'patch_embed.projection' else 'the conv padding (model.backbone.patch_cfg)')
             raise UserValueError(
                 f'{path!r}: {prefix}{name} of the trace and of the ViT differ on the same '
                 f'input (max abs diff {err:.3g}); check {hint}')

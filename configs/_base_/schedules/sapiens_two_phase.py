@@ -12,10 +12,21 @@ optim_wrapper = dict(
     paramwise_cfg=dict(layer_decay_rate=0.85),
     clip_grad=dict(max_norm=1.0, norm_type=2))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=1,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=10, end=110, T_max=100,
-         eta_min_ratio=1e-2, convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=1e-3,
+        by_epoch=True,
+        begin=0,
+        end=1,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        by_epoch=True,
+        begin=10,
+        end=110,
+        T_max=100,
+        eta_min_ratio=1e-2,
+        convert_to_iter_based=True),
 ]
 # The lr is for an effective batch of 32 (batch_size x accumulative_counts).
 auto_scale_lr = dict(base_batch_size=32)

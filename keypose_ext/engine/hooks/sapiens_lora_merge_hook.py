@@ -32,8 +32,11 @@ def merge_lora_checkpoint(src: str, dst: str) -> int:
     merged = merge_lora_state_dict(dict(state))
     # plain values only, so torch.load(weights_only=True) (init_model, tools/test.py)
     # reads it without allow-lists; init_model takes dataset_meta from the config then
-    meta = {k: v for k, v in ckpt.get('meta', {}).items()
-            if isinstance(v, (str, int, float, bool)) or v is None}
+    meta = {
+        k: v
+        for k, v in ckpt.get('meta', {}).items()
+        if isinstance(v, (str, int, float, bool)) or v is None
+    }
     meta['lora_merged_from'] = osp.basename(src)
     with atomic_write(dst) as f:
         torch.save(dict(meta=meta, state_dict=merged), f)
@@ -69,8 +72,10 @@ class SapiensLoRAMergeHook(Hook):
         ckpt_hook = next((h for h in runner.hooks if isinstance(h, CheckpointHook)), None)
         if ckpt_hook is None:
             return
-        sources = {'last': getattr(ckpt_hook, 'last_ckpt', None),
-                   'best': getattr(ckpt_hook, 'best_ckpt_path', None)}
+        sources = {
+            'last': getattr(ckpt_hook, 'last_ckpt', None),
+            'best': getattr(ckpt_hook, 'best_ckpt_path', None)
+        }
         for key, path in (getattr(ckpt_hook, 'best_ckpt_path_dict', None) or {}).items():
             sources[f'best {key}'] = path
         for kind, src in sources.items():
@@ -88,5 +93,7 @@ class SapiensLoRAMergeHook(Hook):
         old = osp.splitext(previous)[0] + '_merged.pth' if previous else None
         if old and old != dst and osp.isfile(old):
             os.remove(old)
-        print_log(f'SapiensLoRAMergeHook: {n} adapted layers merged: {dst}',
-                  logger='current', level=logging.INFO)
+        print_log(
+            f'SapiensLoRAMergeHook: {n} adapted layers merged: {dst}',
+            logger='current',
+            level=logging.INFO)

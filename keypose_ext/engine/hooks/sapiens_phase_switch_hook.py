@@ -87,8 +87,8 @@ class SapiensPhaseSwitchHook(Hook):
                 if not hasattr(mod, part):
                     children = [n for n, _ in _unwrap(model).named_children()]
                     raise UserValueError(f'SapiensPhaseSwitchHook: frozen_modules entry '
-                                     f'{name!r} is not in the model (top-level modules: '
-                                     f'{children})')
+                                         f'{name!r} is not in the model (top-level modules: '
+                                         f'{children})')
                 mod = getattr(mod, part)
             found.append((name, mod))
         return found
@@ -122,11 +122,13 @@ class SapiensPhaseSwitchHook(Hook):
         if phase != self.phase:
             n_train = sum(p.numel() for p in root.parameters() if p.requires_grad)
             n_all = sum(p.numel() for p in root.parameters())
-            what = ('frozen ' + ', '.join(self.frozen_modules) if phase == 1
-                    else f"fine-tuning, route {self.phase2['mode']!r}")
-            print_log(f'SapiensPhaseSwitchHook: phase {phase} ({what}): '
-                      f'{n_train / 1e6:.2f} M of {n_all / 1e6:.2f} M parameters train',
-                      logger='current', level=logging.INFO)
+            what = ('frozen ' + ', '.join(self.frozen_modules)
+                    if phase == 1 else f"fine-tuning, route {self.phase2['mode']!r}")
+            print_log(
+                f'SapiensPhaseSwitchHook: phase {phase} ({what}): '
+                f'{n_train / 1e6:.2f} M of {n_all / 1e6:.2f} M parameters train',
+                logger='current',
+                level=logging.INFO)
         self.phase = phase
 
     @staticmethod
@@ -156,7 +158,9 @@ class SapiensPhaseSwitchHook(Hook):
         phase = self.phase_of_epoch(runner.epoch)
         if phase != self.phase:
             print_log(f'SapiensPhaseSwitchHook: epoch {runner.epoch + 1} starts phase '
-                      f'{phase}', logger='current', level=logging.INFO)
+                      f'{phase}',
+                      logger='current',
+                      level=logging.INFO)
             self.apply_phase(runner.model, phase, runner.optim_wrapper)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
@@ -200,8 +204,8 @@ class SapiensPhaseSwitchHook(Hook):
                 continue
             fits = [r for r in mem.fitting_settings(plan, total) if r['batch_size']]
             fix = ('; '.join(f"route {r['route']!r} at batch {r['batch_size']} x "
-                             f"{r['accumulative_counts']}" for r in fits)
-                   if fits else 'nothing fits this GPU, even at batch 1')
+                             f"{r['accumulative_counts']}"
+                             for r in fits) if fits else 'nothing fits this GPU, even at batch 1')
             hw = plan['input_hw']
             print_log(
                 f'SapiensPhaseSwitchHook: {phase} (route {self.phase2["mode"]!r}, batch_size='
@@ -209,4 +213,6 @@ class SapiensPhaseSwitchHook(Hook):
                 f'{mem.format_bytes(est["total"])} but {name} has '
                 f'{mem.format_bytes(total)}; it will likely run out of memory. What fits: '
                 f'{fix} (python tools/check_env.py --config <this config> prints the '
-                'settings)', logger='current', level=logging.WARNING)
+                'settings)',
+                logger='current',
+                level=logging.WARNING)

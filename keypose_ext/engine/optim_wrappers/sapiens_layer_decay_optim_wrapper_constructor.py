@@ -41,8 +41,7 @@ class SapiensLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         rate = float(self.paramwise_cfg.get('layer_decay_rate', 1.0))
         if not 0 < rate <= 1:
             raise UserValueError(f'paramwise_cfg.layer_decay_rate={rate} must be in (0, 1]')
-        no_decay = tuple(self.paramwise_cfg.get('no_decay_names', ('pos_embed',
-                                                                   'cls_token')))
+        no_decay = tuple(self.paramwise_cfg.get('no_decay_names', ('pos_embed', 'cls_token')))
         backbone = getattr(getattr(module, 'module', module), 'backbone', None)
         if backbone is None or not hasattr(backbone, 'get_layer_depth'):
             raise UserValueError(
@@ -57,22 +56,25 @@ class SapiensLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             for part in _WRAPPER_PARTS:
                 name = name.replace(part, '')
             depth, max_depth = backbone.get_layer_depth(name, 'backbone.')
-            decay = not (param.ndim <= 1 or name.endswith('.bias')
-                         or any(k in name for k in no_decay))
+            decay = not (param.ndim <= 1 or name.endswith('.bias') or any(k in name
+                                                                          for k in no_decay))
             key = (depth, decay)
             if key not in groups:
                 scale = rate**(max_depth - 1 - depth)
                 groups[key] = dict(
-                    params=[], lr=self.base_lr * scale, lr_scale=scale,
+                    params=[],
+                    lr=self.base_lr * scale,
+                    lr_scale=scale,
                     weight_decay=base_wd if decay else 0.,
                     group_name=f'depth_{depth}_{"decay" if decay else "no_decay"}')
             groups[key]['params'].append(param)
         ordered = [groups[k] for k in sorted(groups)]
         params.extend(ordered)
-        n_frozen = sum(p.numel() for g in ordered for p in g['params']
-                       if not p.requires_grad)
+        n_frozen = sum(p.numel() for g in ordered for p in g['params'] if not p.requires_grad)
         print_log(
             f'SapiensLayerDecayOptimWrapperConstructor: {len(ordered)} groups, '
             f'layer_decay_rate={rate}, lr scale {min(g["lr_scale"] for g in ordered):.3g}'
             f'..1; {n_frozen / 1e6:.1f} M currently frozen parameters included (they '
-            'train when unfrozen)', logger='current', level=logging.INFO)
+            'train when unfrozen)',
+            logger='current',
+            level=logging.INFO)

@@ -1,7 +1,10 @@
 """Sapiens ViT backbone whose weights come from a Sapiens TorchScript pretrain file.
 
-Reading and checking the file is :mod:`keypose_ext.utils.sapiens_torchscript`; this
-module freezes, unfreezes (last blocks, everything, or low-rank adapters) and forwards.
+Reading and checking the file is :mod:`keypose_ext.utils.sapiens_torchscript` and the
+adapters are :mod:`keypose_ext.utils.sapiens_lora`; this module freezes, unfreezes
+(last blocks, everything, or low-rank adapters) and forwards. It is over 300 lines
+because the class docstring documents the four training states and their memory
+trade-offs next to the code that switches them.
 """
 import contextlib
 import copy
@@ -23,9 +26,16 @@ from keypose_ext.utils import sapiens_torchscript as ts_utils
 from keypose_ext.utils.errors import UserValueError
 from keypose_ext.utils.sapiens_archs import resolve_sapiens_arch
 
-_DTYPES = {None: None, 'float32': torch.float32, 'fp32': torch.float32,
-           'float16': torch.float16, 'fp16': torch.float16, 'half': torch.float16,
-           'bfloat16': torch.bfloat16, 'bf16': torch.bfloat16}
+_DTYPES = {
+    None: None,
+    'float32': torch.float32,
+    'fp32': torch.float32,
+    'float16': torch.float16,
+    'fp16': torch.float16,
+    'half': torch.float16,
+    'bfloat16': torch.bfloat16,
+    'bf16': torch.bfloat16
+}
 _LORA_KEYS = {'rank', 'alpha', 'drop_rate', 'targets'}
 
 
@@ -99,8 +109,9 @@ class SapiensTorchScriptBackbone(VisionTransformer):
                  interpolate_mode: str = 'bicubic',
                  init_cfg: Optional[dict] = None):
         self.arch_name, arch_settings = resolve_sapiens_arch(arch)
-        img_size = tuple(int(s) for s in (img_size if isinstance(img_size, (list, tuple))
-                                           else (img_size, img_size)))
+        img_size = tuple(
+            int(s)
+            for s in (img_size if isinstance(img_size, (list, tuple)) else (img_size, img_size)))
         if len(img_size) != 2 or any(s % patch_size or s <= 0 for s in img_size):
             raise UserValueError(
                 f'model.backbone.img_size {img_size} (H, W) must be positive multiples of '
@@ -112,12 +123,19 @@ class SapiensTorchScriptBackbone(VisionTransformer):
             raise UserValueError(f'model.backbone.lora={lora}: needs rank (e.g. 8) and may '
                                  f'have {sorted(_LORA_KEYS)}')
         super().__init__(
-            arch=arch_settings, img_size=img_size, patch_size=patch_size,
-            out_indices=list(out_indices) if isinstance(out_indices, (list, tuple))
-            else out_indices,
-            drop_path_rate=drop_path_rate, qkv_bias=True, norm_cfg=dict(type='LN', eps=1e-6),
-            final_norm=True, out_type='featmap', with_cls_token=False,
-            interpolate_mode=interpolate_mode, patch_cfg=dict(patch_cfg or {}),
+            arch=arch_settings,
+            img_size=img_size,
+            patch_size=patch_size,
+            out_indices=list(out_indices) if isinstance(out_indices,
+                                                        (list, tuple)) else out_indices,
+            drop_path_rate=drop_path_rate,
+            qkv_bias=True,
+            norm_cfg=dict(type='LN', eps=1e-6),
+            final_norm=True,
+            out_type='featmap',
+            with_cls_token=False,
+            interpolate_mode=interpolate_mode,
+            patch_cfg=dict(patch_cfg or {}),
             init_cfg=init_cfg)
         self.checkpoint = checkpoint
         self.patch_size = patch_size
@@ -160,8 +178,8 @@ class SapiensTorchScriptBackbone(VisionTransformer):
         stem_trainable = not lora and self._trainable_layers < 0
         stem = [self.pos_embed] + list(self.patch_embed.parameters()) + \
             list(self.pre_norm.parameters())
-        yield ([self.patch_embed, self.pre_norm, self.drop_after_pos], stem, stem_trainable,
-               stem_trainable)
+        yield ([self.patch_embed, self.pre_norm,
+                self.drop_after_pos], stem, stem_trainable, stem_trainable)
         for i, layer in enumerate(self.layers):
             base = [p for p in layer.parameters() if id(p) not in lora_params]
             yield [layer], base, not lora and i >= first, i >= first
@@ -222,8 +240,7 @@ class SapiensTorchScriptBackbone(VisionTransformer):
         or merged one into a model with adapters (zero adapters)."""
         layers = lora_utils.lora_layers(self.layers)
         if layers:
-            lora_utils.plain_to_lora_state_dict(
-                state_dict, prefix + 'layers.', layers)
+            lora_utils.plain_to_lora_state_dict(state_dict, prefix + 'layers.', layers)
         else:
             lora_utils.merge_lora_state_dict(state_dict, prefix + 'layers.')
 
@@ -243,9 +260,8 @@ class SapiensTorchScriptBackbone(VisionTransformer):
         hint = self.arch_name if self.arch_name != 'custom' else 'sapiens_1b'
         ts = ts_utils.load_torchscript_file(path, hint)
         file_sd = ts.state_dict()  # views of the trace's tensors, no copy
-        info = ts_utils.inspect_encoder(
-            path, ts, file_sd, self.arch_name,
-            dict(self.arch_settings, patch_size=self.patch_size))
+        info = ts_utils.inspect_encoder(path, ts, file_sd, self.arch_name,
+                                        dict(self.arch_settings, patch_size=self.patch_size))
         enc_sd, ignored = ts_utils.encoder_state_dict(file_sd, info)
         try:
             result = self.load_state_dict(dict(enc_sd), strict=False)
@@ -258,22 +274,30 @@ class SapiensTorchScriptBackbone(VisionTransformer):
                 f'{result.missing_keys[:4]} or the file has unexpected encoder tensors '
                 f'{result.unexpected_keys[:4]}')
         if ignored:
-            print_log(f'SapiensTorchScriptBackbone: ignored {len(ignored)} tensors of '
-                      f'{osp.basename(path)} outside the encoder, e.g. {ignored[:4]}',
-                      logger='current', level=logging.INFO)
+            print_log(
+                f'SapiensTorchScriptBackbone: ignored {len(ignored)} tensors of '
+                f'{osp.basename(path)} outside the encoder, e.g. {ignored[:4]}',
+                logger='current',
+                level=logging.INFO)
         if self.verify_on_load:
             probes = {}
             for name in ts_utils.PROBES:
                 probe = lora_utils.strip_lora(copy.deepcopy(ts_utils.submodule(self, name)))
                 probes[name] = probe.float().cpu()
-            ts_utils.verify_against_trace(path, ts, enc_sd, info, probes,
-                                          self.arch_settings['num_heads'],
-                                          check_conv=not self._custom_patch_padding)
+            ts_utils.verify_against_trace(
+                path,
+                ts,
+                enc_sd,
+                info,
+                probes,
+                self.arch_settings['num_heads'],
+                check_conv=not self._custom_patch_padding)
         print_log(
             f'SapiensTorchScriptBackbone: loaded {osp.basename(path)} ({self.arch_name}, '
             f'traced {info["traced_size"][0]}x{info["traced_size"][1]}); position embedding '
             f'{info["grid"]} -> {tuple(self.patch_resolution)} grid',
-            logger='current', level=logging.INFO)
+            logger='current',
+            level=logging.INFO)
         return info
 
     # ------------------------------------------------------------------ forward
@@ -296,8 +320,12 @@ class SapiensTorchScriptBackbone(VisionTransformer):
         outs = []
         with contextlib.nullcontext() if stem_grad else torch.no_grad():
             x, hw = self.patch_embed(x.to(self.patch_embed.projection.weight.dtype))
-            x = x + resize_pos_embed(self.pos_embed, self.patch_resolution, hw,
-                                     mode=self.interpolate_mode, num_extra_tokens=0)
+            x = x + resize_pos_embed(
+                self.pos_embed,
+                self.patch_resolution,
+                hw,
+                mode=self.interpolate_mode,
+                num_extra_tokens=0)
             x = self.pre_norm(self.drop_after_pos(x))
             for i in range(first):
                 x = self._run_layer(i, x, outs, hw, checkpointed=False)
@@ -317,7 +345,6 @@ class SapiensTorchScriptBackbone(VisionTransformer):
             outs.append(self._format_output(x, hw))
         return x
 
-
     @staticmethod
     def _call_block(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """``(B, N, C)`` → ``(B, N, C)`` through one block whose weights may be fp16.
@@ -327,10 +354,12 @@ class SapiensTorchScriptBackbone(VisionTransformer):
         weights: backpropagating through fp16 activations without loss scaling
         underflows to zero adapter gradients."""
         low = {n: p for n, p in layer.named_parameters() if p.dtype != torch.float32}
-        if (low and torch.is_grad_enabled()
-                and not torch.is_autocast_enabled(x.device.type)):
-            return functional_call(layer, {n: p.float() for n, p in low.items()},
-                                   (x.float(), ), strict=False)
+        if (low and torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type)):
+            return functional_call(
+                layer, {
+                    n: p.float()
+                    for n, p in low.items()
+                }, (x.float(), ), strict=False)
         return layer(x.to(layer.ln1.weight.dtype))
 
 
