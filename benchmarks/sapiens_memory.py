@@ -37,6 +37,8 @@ import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
+# albumentations (imported by mmpose) otherwise asks PyPI for updates at import
+os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')
 
 GiB = 1024**3
 TINY = dict(embed_dims=64, num_layers=2, num_heads=4, feedforward_channels=128)

@@ -21,6 +21,8 @@ import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
+# albumentations (imported by mmpose) otherwise asks PyPI for updates at import
+os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')
 
 MEASURED = osp.join(ROOT, 'benchmarks', 'results', 'sapiens_memory.json')
 ROUTE_CONFIGS = {
@@ -225,10 +227,14 @@ def main(argv=None) -> int:
             est = ' / '.join(f'{k} ~{gb(r[k + " total"])}{measured_text(r["measured"][k])}'
                              for k in ('phase 1', 'phase 2') if k + ' total' in r)
             host = f', host ~{gb(r["host_bytes"])}' if r['host_bytes'] else ''
+            opts = (f'train_dataloader.batch_size={r["batch_size"]} '
+                    f'optim_wrapper.accumulative_counts={r["accumulative_counts"]}')
+            run = (f'python tools/train.py {r["config"]} --cfg-options {opts}'
+                   if r['route'] != 'full_offload' else
+                   f'after phase 1 of {ROUTE_CONFIGS["lora"]}: tools/dist_train.sh '
+                   f'{r["config"]} 1 --cfg-options load_from=<epoch_10_merged.pth> {opts}')
             print(f'  {r["route"]:13s} batch {r["batch_size"]} x {r["accumulative_counts"]}: '
-                  f'{est}{host}\n      python tools/train.py {r["config"]} --cfg-options '
-                  f'train_dataloader.batch_size={r["batch_size"]} '
-                  f'optim_wrapper.accumulative_counts={r["accumulative_counts"]}')
+                  f'{est}{host}\n      {run}')
     print('\n'.join(['data:'] + ['  ' + line for line in report['data']]))
     print(report['pretrained'])
     return 0 if all(fits.values()) else 1
