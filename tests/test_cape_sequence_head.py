@@ -209,3 +209,19 @@ def test_bad_config_and_inputs():
     bare = PoseDataSample(metainfo=dict(num_keypoints=3))
     with pytest.raises(UserValueError, match='PackCapeInputs'):
         head.predict(feats, [bare, bare])
+
+
+def test_checkpoints_with_the_old_transformer_name_still_load():
+    head = _head()
+    old = {
+        (k.replace('transformer.', 'decoder.', 1) if k.startswith('transformer.') else k): v
+        for k, v in head.state_dict().items()
+    }
+    assert any(k.startswith('decoder.') for k in old)
+    fresh = _head(num_layers=2)
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.zero_()
+    fresh.load_state_dict(old)  # strict: every key matched
+    for k, v in head.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[k], v)

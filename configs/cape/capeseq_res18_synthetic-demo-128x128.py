@@ -48,7 +48,7 @@ test_dataloader = dict(
     dataset=dict(
         episodes_per_category=20, num_queries_per_episode=5, pipeline=val_pipeline, **_data))
 
-train_cfg = dict(max_epochs=30, val_interval=10)
+train_cfg = dict(max_epochs=20, val_interval=10)
 # a backbone trained from scratch: one lr for all parameters
 optim_wrapper = dict(
     _delete_=True,
@@ -59,6 +59,6 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=1.0, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type='MultiStepLR', by_epoch=True, begin=0, end=30, milestones=[25], gamma=0.1),
+    dict(type='MultiStepLR', by_epoch=True, begin=0, end=20, milestones=[16], gamma=0.1),
 ]
 default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=10))

@@ -1,4 +1,9 @@
-"""CAPE head: the query's keypoints as a sequence, one keypoint per decoding step."""
+"""CAPE head: the query's keypoints as a sequence, one keypoint per decoding step.
+
+Longer than most modules (~500 lines, a third of them docstrings) because its parts
+share one token layout and cannot be read apart: the episode's support encoding, the
+teacher-forced pass, the autoregressive decoding and the losses.
+"""
 import math
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -155,6 +160,15 @@ class CapeSequenceHead(BaseHead):
         nn.init.zeros_(self.coord_head[-1].bias)
         with torch.no_grad():
             self.cls_head.bias.copy_(torch.tensor([0.0, -2.0]))
+        self._register_load_state_dict_pre_hook(self._rename_old_decoder_keys)
+
+    @staticmethod
+    def _rename_old_decoder_keys(state_dict, prefix, *args, **kwargs):
+        """Checkpoints before ``decoder`` became the codec (MMPose's name) keep
+        the transformer under ``decoder.``; the codec has no weights."""
+        for key in [k for k in state_dict if k.startswith(prefix + 'decoder.')]:
+            state_dict[prefix + 'transformer.' + key[len(prefix + 'decoder.'):]] = \
+                state_dict.pop(key)
 
     # --------------------------------------------------------------- encoding
     @staticmethod
