@@ -1,7 +1,7 @@
 # Phase 2 of stage1_gtx1650.py with route 'full': every parameter of Sapiens-1B trains,
 # its fp32 master weights, gradients and AdamW state offloaded to host memory by PyTorch
 # FSDP (MMEngine's FlexibleRunner + FSDPStrategy, one process). The GPU holds about two
-# blocks' fp16 weights at a time and the checkpointed activations (~1.5 GiB at batch 2);
+# blocks' fp16 weights at a time and the checkpointed activations (~1 GiB at batch 2);
 # the host needs ~17 GiB for weights + grads + AdamW (16 B/param) plus the process and
 # data workers: a 32 GB machine. The AdamW step runs on the CPU (once per 16 iterations).
 #
