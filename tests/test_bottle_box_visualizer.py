@@ -14,8 +14,8 @@ GT_RGB = (0, 200, 0)
 PRED_RGB = (230, 0, 230)
 # Objectron order: corner v = 1 + 4*bx + 2*by + bz; edges join corners that
 # differ in one bit.
-EDGES = [(1, 2), (3, 4), (5, 6), (7, 8), (1, 3), (2, 4), (5, 7), (6, 8),
-         (1, 5), (2, 6), (3, 7), (4, 8)]
+EDGES = [(1, 2), (3, 4), (5, 6), (7, 8), (1, 3), (2, 4), (5, 7), (6, 8), (1, 5), (2, 6), (3, 7),
+         (4, 8)]
 NAMES = ['centre'] + [f'corner_{i}' for i in range(1, 9)]
 
 
@@ -41,8 +41,7 @@ def _project_box(cx, cy, z, size=0.12, f=500.0):
     for bx in (0, 1):
         for by in (0, 1):
             for bz in (0, 1):
-                pts.append(((bx - 0.5) * size, (by - 0.5) * size,
-                            (bz - 0.5) * size))
+                pts.append(((bx - 0.5) * size, (by - 0.5) * size, (bz - 0.5) * size))
     pts = np.array(pts) + [0.02, 0.01, z]  # slight offset: oblique view
     uv = f * pts[:, :2] / pts[:, 2:] + [cx, cy]
     return uv, pts[:, 2]
@@ -53,13 +52,13 @@ def _sample(img_path=None):
     pred_uv, pred_z = _project_box(260, 150, 0.9)
     s = PoseDataSample(metainfo=dict(img_path=img_path, ori_shape=(240, 360)))
     s.gt_instances = InstanceData(
-        keypoints=gt_uv[None], keypoints_depth=gt_z[None],
+        keypoints=gt_uv[None],
+        keypoints_depth=gt_z[None],
         keypoints_visible=np.ones((1, 9)),
         bboxes=np.array([[0, 0, 360, 240]], np.float32),
         bbox_scores=np.ones(1, np.float32))
     s.pred_instances = InstanceData(
-        keypoints=pred_uv[None], keypoints_depth=pred_z[None],
-        keypoint_scores=np.ones((1, 9)))
+        keypoints=pred_uv[None], keypoints_depth=pred_z[None], keypoint_scores=np.ones((1, 9)))
     return s, gt_uv, pred_uv
 
 
@@ -84,8 +83,7 @@ def _check_edges(img_bgr, gt_uv, pred_uv):
 
 def _build(name):
     vis = VISUALIZERS.build(
-        dict(type='BottleBoxVisualizer', name=name, gt_color=GT_RGB,
-             pred_color=PRED_RGB))
+        dict(type='BottleBoxVisualizer', name=name, gt_color=GT_RGB, pred_color=PRED_RGB))
     vis.set_dataset_meta(_metainfo())
     return vis
 
@@ -107,9 +105,12 @@ def test_both_boxes_on_one_frame(tmp_path):
 def test_draw_pred_false_and_missing_skeleton(tmp_path):
     vis = _build('bottle_vis_gt_only')
     s, gt_uv, _ = _sample()
-    drawn = vis.add_datasample('f', np.zeros((240, 360, 3), np.uint8), s,
-                               draw_pred=False,
-                               out_file=str(tmp_path / 'a.png'))
+    drawn = vis.add_datasample(
+        'f',
+        np.zeros((240, 360, 3), np.uint8),
+        s,
+        draw_pred=False,
+        out_file=str(tmp_path / 'a.png'))
     assert not (drawn == np.array(PRED_RGB, np.uint8)).all(-1).any()
     assert _has_colour(drawn[..., ::-1], (gt_uv[1] + gt_uv[2]) / 2, GT_RGB)
     bare = VISUALIZERS.build(dict(type='BottleBoxVisualizer', name='bare_vis'))
@@ -126,7 +127,8 @@ def test_pose_visualization_hook_show_dir(tmp_path):
     hook = PoseVisualizationHook(enable=True, out_dir='vis')
     assert hook._visualizer is vis
     runner = SimpleNamespace(
-        work_dir=str(tmp_path), timestamp='ts',
+        work_dir=str(tmp_path),
+        timestamp='ts',
         test_evaluator=SimpleNamespace(dataset_meta=_metainfo()))
     s, gt_uv, pred_uv = _sample(str(img_path))
     hook.after_test_iter(runner, 0, {}, [s])
@@ -150,27 +152,32 @@ def _lifted_sample(shift=0.5, noise=0.0, video='v0', frame=0, img_path=None):
     true = box_from_transformation(rot, [0.0, 0.02, 0.8], size)
     pred = true + rot[:, 0] * size[0] * shift
     pred_uv = project_points(pred, K) + noise * np.random.default_rng(0).normal(size=(9, 2))
-    s = PoseDataSample(metainfo=dict(img_path=img_path, ori_shape=(240, 360),
-                                     camera_intrinsics=K, video_id=video, frame_index=frame))
+    s = PoseDataSample(
+        metainfo=dict(
+            img_path=img_path,
+            ori_shape=(240, 360),
+            camera_intrinsics=K,
+            video_id=video,
+            frame_index=frame))
     s.gt_instances = InstanceData(
-        keypoints=project_points(true, K)[None], keypoints_depth=true[None, :, 2],
-        keypoints_3d=true[None], keypoints_visible=np.ones((1, 9)))
+        keypoints=project_points(true, K)[None],
+        keypoints_depth=true[None, :, 2],
+        keypoints_3d=true[None],
+        keypoints_visible=np.ones((1, 9)))
     s.pred_instances = InstanceData(
-        keypoints=pred_uv[None], keypoints_depth=pred[None, :, 2],
-        keypoint_scores=np.ones((1, 9)))
+        keypoints=pred_uv[None], keypoints_depth=pred[None, :, 2], keypoint_scores=np.ones((1, 9)))
     return s, true, pred
 
 
 def test_lifted_boxes_top_view_and_iou(tmp_path):
-    from keypose_ext.objectron.box3d import (box_from_transformation, fit_box,
-                                             lift_keypoints, project_points)
+    from keypose_ext.objectron.box3d import (box_from_transformation, fit_box, lift_keypoints,
+                                             project_points)
     vis = _build('bottle_vis_lifted')
     s, true, pred = _lifted_sample(shift=1.25, noise=4.0)  # apart: no edge hides another
-    drawn = vis.add_datasample('f', np.full((240, 360, 3), 40, np.uint8), s,
-                               out_file=str(tmp_path / 'f.png'))
+    drawn = vis.add_datasample(
+        'f', np.full((240, 360, 3), 40, np.uint8), s, out_file=str(tmp_path / 'f.png'))
     bgr = drawn[..., ::-1]
-    lifted = lift_keypoints(s.pred_instances.keypoints[0], s.pred_instances.keypoints_depth[0],
-                            K)
+    lifted = lift_keypoints(s.pred_instances.keypoints[0], s.pred_instances.keypoints_depth[0], K)
     fitted_uv = project_points(box_from_transformation(*fit_box(lifted)), K)
     raw_uv = s.pred_instances.keypoints[0]
     assert np.abs(fitted_uv - raw_uv).max() > 2  # the two look different
@@ -192,15 +199,17 @@ def test_show_dir_writes_one_iou_plot_per_video(tmp_path):
     vis = _build('bottle_vis_hook_lifted')
     hook = PoseVisualizationHook(enable=True, out_dir='vis')
     runner = SimpleNamespace(
-        work_dir=str(tmp_path), timestamp='ts',
+        work_dir=str(tmp_path),
+        timestamp='ts',
         test_evaluator=SimpleNamespace(dataset_meta=_metainfo()))
-    samples = [_lifted_sample(shift=0.1 * i, video=f'v{i % 2}', frame=i,
-                              img_path=str(p))[0] for i, p in enumerate(img_paths)]
+    samples = [
+        _lifted_sample(shift=0.1 * i, video=f'v{i % 2}', frame=i, img_path=str(p))[0]
+        for i, p in enumerate(img_paths)
+    ]
     hook.after_test_iter(runner, 0, {}, samples[:3])
     hook.after_test_iter(runner, 1, {}, samples[3:])
     files = sorted(os.listdir(tmp_path / 'ts' / 'vis'))
-    assert files == ['iou_v0.png', 'iou_v1.png'] + sorted(
-        f'{p.stem}_0.png' for p in img_paths)
+    assert files == ['iou_v0.png', 'iou_v1.png'] + sorted(f'{p.stem}_0.png' for p in img_paths)
     assert sorted(vis.iou_history['v0']) == [0, 2, 4]
     ious = [vis.iou_history['v0'][f][0] for f in (0, 2, 4)]
     np.testing.assert_allclose(ious, [(1 - s) / (1 + s) for s in (0, 0.2, 0.4)], atol=1e-6)

@@ -19,18 +19,14 @@ def _samples(n_samples=12, seed=0):
         pred_d = gt_d + rng.normal(0, 0.05, (1, K))
         vis = (rng.random((1, K)) > 0.2).astype(np.float32)
         x0, y0 = rng.uniform(0, 0.3 * w), rng.uniform(0, 0.3 * h)
-        bbox = np.array([[x0, y0, x0 + rng.uniform(40, 0.6 * w),
-                          y0 + rng.uniform(40, 0.6 * h)]])
+        bbox = np.array([[x0, y0, x0 + rng.uniform(40, 0.6 * w), y0 + rng.uniform(40, 0.6 * h)]])
         s = PoseDataSample(metainfo=dict(ori_shape=(h, w), img_path=f'{i}'))
         s.gt_instances = InstanceData(
-            keypoints=gt, keypoints_depth=gt_d, keypoints_visible=vis,
-            bboxes=bbox)
+            keypoints=gt, keypoints_depth=gt_d, keypoints_visible=vis, bboxes=bbox)
         s.pred_instances = InstanceData(
-            keypoints=pred, keypoints_depth=pred_d,
-            keypoint_scores=np.ones((1, K)))
+            keypoints=pred, keypoints_depth=pred_d, keypoint_scores=np.ones((1, K)))
         samples.append(s)
-        raw.append((gt[0], pred[0], gt_d[0], pred_d[0], vis[0] > 0, w, h,
-                    bbox[0]))
+        raw.append((gt[0], pred[0], gt_d[0], pred_d[0], vis[0] > 0, w, h, bbox[0]))
     return samples, raw
 
 
@@ -49,12 +45,12 @@ def _reference(raw, thr, normalize):
                 hits.append(e <= thr * norm)
                 depth.append(abs(gt_d[j] - pred_d[j]))
         corner = [
-            np.hypot((gt[j, 0] - pred[j, 0]) / w, (gt[j, 1] - pred[j, 1]) / h)
-            for j in range(1, 9)
+            np.hypot((gt[j, 0] - pred[j, 0]) / w, (gt[j, 1] - pred[j, 1]) / h) for j in range(1, 9)
         ]
         objectron.append(sum(corner) / 8)
     return dict(
-        mean_px_error=np.mean(px), PCK=np.mean(hits),
+        mean_px_error=np.mean(px),
+        PCK=np.mean(hits),
         mean_depth_error=np.mean(depth),
         objectron_2d_error=np.mean(objectron))
 
@@ -62,9 +58,7 @@ def _reference(raw, thr, normalize):
 @pytest.mark.parametrize('thr,normalize', [(0.05, 'frame'), (0.1, 'bbox')])
 def test_matches_independent_numpy(thr, normalize):
     samples, raw = _samples()
-    evaluator = Evaluator(
-        dict(type='DepthKeypointMetric', pck_thr=thr,
-             pck_normalize=normalize))
+    evaluator = Evaluator(dict(type='DepthKeypointMetric', pck_thr=thr, pck_normalize=normalize))
     # two batches, through the same to_dict path as the runner's loops
     evaluator.process(samples[:5])
     evaluator.process(samples[5:])
@@ -84,8 +78,12 @@ def test_perfect_prediction_is_zero_error():
     evaluator = Evaluator(dict(type='DepthKeypointMetric', prefix='val'))
     evaluator.process(samples)
     res = evaluator.evaluate(3)
-    assert res == {'val/mean_px_error': 0.0, 'val/PCK': 1.0,
-                   'val/mean_depth_error': 0.0, 'val/objectron_2d_error': 0.0}
+    assert res == {
+        'val/mean_px_error': 0.0,
+        'val/PCK': 1.0,
+        'val/mean_depth_error': 0.0,
+        'val/objectron_2d_error': 0.0
+    }
 
 
 def test_clear_errors():
@@ -117,8 +115,10 @@ def _objectron_reference(raw, keep):
     errors = []
     for (gt, pred, _, _, _, w, h, _), k in zip(raw, keep):
         if k:
-            errors.append(sum(np.hypot((gt[j, 0] - pred[j, 0]) / w,
-                                       (gt[j, 1] - pred[j, 1]) / h) for j in range(1, 9)) / 8)
+            errors.append(
+                sum(
+                    np.hypot((gt[j, 0] - pred[j, 0]) / w, (gt[j, 1] - pred[j, 1]) / h)
+                    for j in range(1, 9)) / 8)
     return np.mean(errors)
 
 
@@ -128,8 +128,13 @@ def test_objectron_2d_error_counts_only_what_objectron_counts():
     huge here) must not move the metric."""
     samples, raw = _samples(n_samples=8, seed=3)
     keep = [True] * 8
-    cases = {1: 'low visibility', 2: 'centre outside', 3: 'behind (3D)', 4: 'behind (depth)',
-             5: 'visibility exactly 0.1'}
+    cases = {
+        1: 'low visibility',
+        2: 'centre outside',
+        3: 'behind (3D)',
+        4: 'behind (depth)',
+        5: 'visibility exactly 0.1'
+    }
     for i, case in cases.items():
         s, (gt, pred, gt_d, pred_d, vis, w, h, bbox) = samples[i], raw[i]
         pred[:] = gt + 1000  # would dominate the mean
@@ -152,8 +157,8 @@ def test_objectron_2d_error_counts_only_what_objectron_counts():
     evaluator = Evaluator(dict(type='DepthKeypointMetric'))
     evaluator.process(samples)
     res = evaluator.evaluate(len(samples))
-    assert res['bottle/objectron_2d_error'] == pytest.approx(_objectron_reference(raw, keep),
-                                                             rel=1e-9)
+    assert res['bottle/objectron_2d_error'] == pytest.approx(
+        _objectron_reference(raw, keep), rel=1e-9)
     assert res['bottle/objectron_2d_error'] < 1  # the 1000-pixel errors were left out
 
 
@@ -175,8 +180,8 @@ def test_objectron_2d_error_on_a_portrait_clip(tmp_path):
     from keypose_ext.objectron import read_objectron_clip
     from keypose_ext.testing.synthetic_objectron import write_objectron_clip
     vis = [1.0, 0.05, 1.0, 0.8, 1.0]
-    clip = write_objectron_clip(str(tmp_path), num_frames=5, size=(72, 96), seed=5,
-                                visibility=vis, empty_frames=[2])
+    clip = write_objectron_clip(
+        str(tmp_path), num_frames=5, size=(72, 96), seed=5, visibility=vis, empty_frames=[2])
     frames = read_objectron_clip(clip['annotation']).frames
     rng = np.random.default_rng(0)
     samples, errors = [], []
@@ -185,17 +190,19 @@ def test_objectron_2d_error_on_a_portrait_clip(tmp_path):
             continue
         inst = f.instances[0]
         pred = inst.keypoints + rng.normal(0, 2.0, (9, 2))
-        s = PoseDataSample(metainfo=dict(ori_shape=(96, 72), img_path=str(f.frame_id),
-                                         objectron_visibility=inst.visibility))
+        s = PoseDataSample(
+            metainfo=dict(
+                ori_shape=(96, 72), img_path=str(f.frame_id), objectron_visibility=inst.visibility))
         s.gt_instances = InstanceData(
-            keypoints=inst.keypoints[None], keypoints_depth=inst.depth[None],
-            keypoints_3d=inst.keypoints_3d[None], keypoints_visible=np.ones((1, 9)))
-        s.pred_instances = InstanceData(keypoints=pred[None],
-                                        keypoints_depth=inst.depth[None])
+            keypoints=inst.keypoints[None],
+            keypoints_depth=inst.depth[None],
+            keypoints_3d=inst.keypoints_3d[None],
+            keypoints_visible=np.ones((1, 9)))
+        s.pred_instances = InstanceData(keypoints=pred[None], keypoints_depth=inst.depth[None])
         samples.append(s)
         if inst.visibility > 0.1:
-            errors.append(np.mean(np.linalg.norm((pred[1:] - inst.keypoints[1:]) / [72, 96],
-                                                 axis=1)))
+            errors.append(
+                np.mean(np.linalg.norm((pred[1:] - inst.keypoints[1:]) / [72, 96], axis=1)))
     assert len(samples) == 4 and len(errors) == 3
     evaluator = Evaluator(dict(type='DepthKeypointMetric'))
     evaluator.process(samples)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from keypose_ext.objectron.box3d import (AXIS_EDGES, UNIT_BOX, box_from_transformation,
-                                         box_volume, fit_box, lift_keypoints, project_points)
+from keypose_ext.objectron.box3d import (AXIS_EDGES, UNIT_BOX, box_from_transformation, box_volume,
+                                         fit_box, lift_keypoints, project_points)
 
 K = np.array([[500.0, 0, 320], [0, 480.0, 240], [0, 0, 1]])
 
@@ -24,8 +24,8 @@ def test_lift_known_answer_and_round_trip():
 
 def test_lift_range_depth():
     point = np.array([0.3, -0.4, 1.2])
-    got = lift_keypoints(project_points(point[None], K), [np.linalg.norm(point)], K,
-                         depth_type='range')
+    got = lift_keypoints(
+        project_points(point[None], K), [np.linalg.norm(point)], K, depth_type='range')
     np.testing.assert_allclose(got[0], point, atol=1e-12)
 
 

@@ -50,18 +50,18 @@ def test_viewpoint_known_answers_and_wrap():
     box = box_from_transformation(np.eye(3), [0, 0, 2], [0.2, 0.2, 0.2])
     assert viewpoint(box) == pytest.approx((-90.0, 0.0))
     # Turned about y by -91 and -89 degrees: azimuths 179 and -179, 2 degrees apart.
-    a = box_from_transformation(Rotation.from_euler('y', -91, degrees=True).as_matrix(),
-                                [0, 0, 2], [0.2, 0.2, 0.2])
-    b = box_from_transformation(Rotation.from_euler('y', -89, degrees=True).as_matrix(),
-                                [0, 0, 2], [0.2, 0.2, 0.2])
+    a = box_from_transformation(
+        Rotation.from_euler('y', -91, degrees=True).as_matrix(), [0, 0, 2], [0.2, 0.2, 0.2])
+    b = box_from_transformation(
+        Rotation.from_euler('y', -89, degrees=True).as_matrix(), [0, 0, 2], [0.2, 0.2, 0.2])
     az_a, az_b = viewpoint(a)[0], viewpoint(b)[0]
     assert abs(az_a - az_b) > 180  # on either side of +-180
     azimuth_error, elevation_error = viewpoint_errors(a, b)
     assert azimuth_error == pytest.approx(2)
     assert elevation_error == pytest.approx(0, abs=1e-9)
     # Tilting the box by 20 degrees about x raises the camera by 20 degrees.
-    c = box_from_transformation(Rotation.from_euler('x', 20, degrees=True).as_matrix(),
-                                [0, 0, 2], [0.2, 0.2, 0.2])
+    c = box_from_transformation(
+        Rotation.from_euler('x', 20, degrees=True).as_matrix(), [0, 0, 2], [0.2, 0.2, 0.2])
     assert viewpoint_errors(c, box)[1] == pytest.approx(20, abs=1e-6)
 
 
@@ -83,6 +83,7 @@ def _voc_ap_loops(hits, n):
 
 
 def test_average_precision_known_answers_and_loops():
+
     def ap(hits):
         hits = np.asarray(hits, float)
         return average_precision(hits, 1 - hits, len(hits))

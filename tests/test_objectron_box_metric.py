@@ -20,8 +20,8 @@ def clips(tmp_path_factory):
     root = tmp_path_factory.mktemp('clips')
     out = {}
     for name, seed, vis in (('a', 1, [1, 1, 0.05, 1, 1]), ('b', 2, [1] * 5)):
-        clip = write_objectron_clip(str(root / name), num_frames=5, size=(W, H), seed=seed,
-                                    visibility=vis)
+        clip = write_objectron_clip(
+            str(root / name), num_frames=5, size=(W, H), seed=seed, visibility=vis)
         out[name] = read_objectron_clip(clip['annotation']).frames
     return out
 
@@ -39,16 +39,21 @@ def _samples(frames, video_id, predict=lambda box: box, tensors=False):
         pred_3d = predict(inst.keypoints_3d)
         pred_px = project_points(pred_3d, f.intrinsics)
         conv = torch.as_tensor if tensors else np.asarray
-        s = PoseDataSample(metainfo=dict(
-            ori_shape=(H, W), img_path=f'{video_id}/{f.frame_id}', video_id=video_id,
-            frame_index=f.frame_id, camera_intrinsics=f.intrinsics,
-            objectron_visibility=inst.visibility))
-        s.gt_instances = InstanceData(keypoints=inst.keypoints[None],
-                                      keypoints_depth=inst.depth[None],
-                                      keypoints_3d=inst.keypoints_3d[None],
-                                      keypoints_visible=np.ones((1, 9)))
-        s.pred_instances = InstanceData(keypoints=conv(pred_px[None]),
-                                        keypoints_depth=conv(pred_3d[None, :, 2]))
+        s = PoseDataSample(
+            metainfo=dict(
+                ori_shape=(H, W),
+                img_path=f'{video_id}/{f.frame_id}',
+                video_id=video_id,
+                frame_index=f.frame_id,
+                camera_intrinsics=f.intrinsics,
+                objectron_visibility=inst.visibility))
+        s.gt_instances = InstanceData(
+            keypoints=inst.keypoints[None],
+            keypoints_depth=inst.depth[None],
+            keypoints_3d=inst.keypoints_3d[None],
+            keypoints_visible=np.ones((1, 9)))
+        s.pred_instances = InstanceData(
+            keypoints=conv(pred_px[None]), keypoints_depth=conv(pred_3d[None, :, 2]))
         samples.append(s)
     return samples
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 import keypose_ext.dataset_converters.objectron_clips_converter as conv
-from keypose_ext.testing.synthetic_objectron import (make_objectron_multivideo,
-                                                     write_objectron_clip)
+from keypose_ext.testing.synthetic_objectron import make_objectron_multivideo, write_objectron_clip
 from keypose_ext.utils.cli import run_main
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -37,8 +36,7 @@ def test_split_by_video_with_intrinsics_and_video_ids(source, tmp_path, capsys):
     ids = [v for name in conv.SPLITS for v in splits[name]]
     assert sorted(ids) == sorted(summary['converted']) and len(set(ids)) == 5
     assert [len(splits[n]) for n in conv.SPLITS] == [3, 1, 1]
-    gt_by_id = {conv._safe_id(osp.relpath(c['clip_dir'], root)): c['ground_truth']
-                for c in clips}
+    gt_by_id = {conv._safe_id(osp.relpath(c['clip_dir'], root)): c['ground_truth'] for c in clips}
     for name in conv.SPLITS:
         coco = _load(summary['ann_files'][name])
         assert {img['video_id'] for img in coco['images']} == set(splits[name])
@@ -47,14 +45,14 @@ def test_split_by_video_with_intrinsics_and_video_ids(source, tmp_path, capsys):
             assert osp.isfile(osp.join(out, img['file_name']))
             assert (img['width'], img['height']) == (W, H)
             cam = gt_by_id[img['video_id']]['camera']
-            np.testing.assert_allclose(img['camera_intrinsics'],
-                                       [[cam.fx, 0, cam.cx], [0, cam.fy, cam.cy], [0, 0, 1]],
-                                       atol=1e-4)
+            np.testing.assert_allclose(
+                img['camera_intrinsics'], [[cam.fx, 0, cam.cx], [0, cam.fy, cam.cy], [0, 0, 1]],
+                atol=1e-4)
         for ann in coco['annotations']:
             gt = gt_by_id[ann['video_id']]['frames'][ann['frame_index']]
             np.testing.assert_allclose(ann['keypoints_3d'], gt['keypoints_3d'], atol=1e-5)
-            np.testing.assert_allclose(np.reshape(ann['keypoints'], (9, 3))[:, :2],
-                                       gt['keypoints'], atol=1e-3)
+            np.testing.assert_allclose(
+                np.reshape(ann['keypoints'], (9, 3))[:, :2], gt['keypoints'], atol=1e-3)
             np.testing.assert_allclose(ann['keypoints_depth'], gt['depth'], atol=1e-5)
     assert _load(osp.join(out, 'splits.json')) == splits
 
@@ -85,15 +83,14 @@ def test_rerun_skips_and_resumes(source, tmp_path, monkeypatch):
     ann = clips[0]['annotation']
     os.utime(ann, ns=(os.stat(ann).st_atime_ns, os.stat(ann).st_mtime_ns + 10**9))
     assert len(conv.convert_objectron_clips(root, out, progress=False)['converted']) == 1
-    assert len(conv.convert_objectron_clips(root, out, stride=2,
-                                            progress=False)['converted']) == 5
+    assert len(conv.convert_objectron_clips(root, out, stride=2, progress=False)['converted']) == 5
 
 
 def test_frames_without_object_and_stride(tmp_path):
-    write_objectron_clip(str(tmp_path / 'src' / 'c0'), num_frames=6, size=(W, H),
-                         empty_frames=[1, 4])
-    summary = conv.convert_objectron_clips(str(tmp_path / 'src'), str(tmp_path / 'out'),
-                                           split=(1, 0, 0), stride=2, progress=False)
+    write_objectron_clip(
+        str(tmp_path / 'src' / 'c0'), num_frames=6, size=(W, H), empty_frames=[1, 4])
+    summary = conv.convert_objectron_clips(
+        str(tmp_path / 'src'), str(tmp_path / 'out'), split=(1, 0, 0), stride=2, progress=False)
     record = _load(osp.join(tmp_path, 'out', 'clips', 'c0.json'))
     assert record['frames_without_object'] == 2 and record['orientation'] == 'portrait'
     assert [img['frame_index'] for img in record['images']] == [0, 3]  # of 0, 2, 3, 5
@@ -101,20 +98,19 @@ def test_frames_without_object_and_stride(tmp_path):
 
 
 def test_two_objects(tmp_path):
-    write_objectron_clip(str(tmp_path / 'src' / 'c0'), num_frames=3, size=(W, H),
-                         second_object_offset=(0.05, 0, 0))
+    write_objectron_clip(
+        str(tmp_path / 'src' / 'c0'), num_frames=3, size=(W, H), second_object_offset=(0.05, 0, 0))
     src = str(tmp_path / 'src')
     with pytest.warns(UserWarning, match=r'objects \[0, 1\]; keeping object 0'):
-        conv.convert_objectron_clips(src, str(tmp_path / 'first'), split=(1, 0, 0),
-                                     progress=False)
+        conv.convert_objectron_clips(src, str(tmp_path / 'first'), split=(1, 0, 0), progress=False)
     coco = _load(osp.join(tmp_path, 'first', 'annotations_train.json'))
     assert {a['object_id'] for a in coco['annotations']} == {0}
-    conv.convert_objectron_clips(src, str(tmp_path / 'all'), split=(1, 0, 0),
-                                 objects='all', progress=False)
+    conv.convert_objectron_clips(
+        src, str(tmp_path / 'all'), split=(1, 0, 0), objects='all', progress=False)
     coco = _load(osp.join(tmp_path, 'all', 'annotations_train.json'))
     assert len(coco['annotations']) == 2 * len(coco['images']) == 6
-    conv.convert_objectron_clips(src, str(tmp_path / 'one'), split=(1, 0, 0), objects=1,
-                                 progress=False)
+    conv.convert_objectron_clips(
+        src, str(tmp_path / 'one'), split=(1, 0, 0), objects=1, progress=False)
     coco = _load(osp.join(tmp_path, 'one', 'annotations_train.json'))
     assert {a['object_id'] for a in coco['annotations']} == {1}
     with pytest.raises(ValueError, match=r'object id 7 is not annotated; its objects are'):
@@ -122,18 +118,17 @@ def test_two_objects(tmp_path):
 
 
 def test_bad_clips_are_one_clear_error(tmp_path):
-    write_objectron_clip(str(tmp_path / 'noK' / 'c0'), num_frames=2, size=(W, H),
-                         with_intrinsics=False)
-    with pytest.raises(ValueError, match=r'clip c0: .*annotation.pbdata frame_id 0 has no '
-                       r'camera intrinsics'):
-        conv.convert_objectron_clips(str(tmp_path / 'noK'), str(tmp_path / 'o1'),
-                                     progress=False)
-    write_objectron_clip(str(tmp_path / 'short' / 'c0'), num_frames=4, size=(W, H),
-                         num_annotated=3)
-    with pytest.raises(ValueError, match=r'annotation.pbdata annotates 3 frames .* but '
-                       r'video.MOV has 4 frames'):
-        conv.convert_objectron_clips(str(tmp_path / 'short'), str(tmp_path / 'o2'),
-                                     progress=False)
+    write_objectron_clip(
+        str(tmp_path / 'noK' / 'c0'), num_frames=2, size=(W, H), with_intrinsics=False)
+    with pytest.raises(
+            ValueError, match=r'clip c0: .*annotation.pbdata frame_id 0 has no '
+            r'camera intrinsics'):
+        conv.convert_objectron_clips(str(tmp_path / 'noK'), str(tmp_path / 'o1'), progress=False)
+    write_objectron_clip(str(tmp_path / 'short' / 'c0'), num_frames=4, size=(W, H), num_annotated=3)
+    with pytest.raises(
+            ValueError, match=r'annotation.pbdata annotates 3 frames .* but '
+            r'video.MOV has 4 frames'):
+        conv.convert_objectron_clips(str(tmp_path / 'short'), str(tmp_path / 'o2'), progress=False)
     assert not os.listdir(osp.join(tmp_path, 'o2', 'images'))  # nothing half-written
     with pytest.raises(FileNotFoundError, match='Clip source not found'):
         conv.convert_objectron_clips(str(tmp_path / 'nothing'), str(tmp_path / 'o3'))
@@ -143,10 +138,14 @@ def test_bad_clips_are_one_clear_error(tmp_path):
 
 
 def test_json_clips_and_objectron_download_layout(tmp_path):
-    clip = write_objectron_clip(str(tmp_path / 'json' / 'c0'), num_frames=3, size=(W, H),
-                                annotation_format='json', video_name='video.mp4')
-    summary = conv.convert_objectron_clips(str(tmp_path / 'json'), str(tmp_path / 'o1'),
-                                           split=(1, 0, 0), progress=False)
+    clip = write_objectron_clip(
+        str(tmp_path / 'json' / 'c0'),
+        num_frames=3,
+        size=(W, H),
+        annotation_format='json',
+        video_name='video.mp4')
+    summary = conv.convert_objectron_clips(
+        str(tmp_path / 'json'), str(tmp_path / 'o1'), split=(1, 0, 0), progress=False)
     img = _load(summary['ann_files']['train'])['images'][0]
     cam = clip['ground_truth']['camera']
     assert img['camera_intrinsics'][0] == [cam.fx, 0, cam.cx]
@@ -154,16 +153,16 @@ def test_json_clips_and_objectron_download_layout(tmp_path):
     del data['camera']
     with open(clip['annotation'], 'w') as f:
         json.dump(data, f)
-    with pytest.raises(ValueError, match=r'clip c0: .*has no camera intrinsics; add a '
-                       'top-level "camera"'):
-        conv.convert_objectron_clips(str(tmp_path / 'json'), str(tmp_path / 'o2'),
-                                     progress=False)
+    with pytest.raises(
+            ValueError, match=r'clip c0: .*has no camera intrinsics; add a '
+            'top-level "camera"'):
+        conv.convert_objectron_clips(str(tmp_path / 'json'), str(tmp_path / 'o2'), progress=False)
     # videos/<id>/video.MOV + annotations/<id>.pbdata, as Objectron's bucket.
-    made = write_objectron_clip(str(tmp_path / 'dl' / 'videos' / 'bottle' / 'batch-3' / '7'),
-                                num_frames=2, size=(W, H))
+    made = write_objectron_clip(
+        str(tmp_path / 'dl' / 'videos' / 'bottle' / 'batch-3' / '7'), num_frames=2, size=(W, H))
     os.makedirs(tmp_path / 'dl' / 'annotations' / 'bottle' / 'batch-3')
-    os.rename(made['annotation'], tmp_path / 'dl' / 'annotations' / 'bottle' / 'batch-3' /
-              '7.pbdata')
+    os.rename(made['annotation'],
+              tmp_path / 'dl' / 'annotations' / 'bottle' / 'batch-3' / '7.pbdata')
     clips = conv.discover_clips(str(tmp_path / 'dl'))
     assert [c.video_id for c in clips] == ['bottle_batch-3_7']
 
@@ -194,8 +193,10 @@ def _tool():
 
 def test_cli(tmp_path, capsys):
     tool = _tool()
-    argv = ['--synthetic', '3', '--synthetic-frames', '3', '--out-dir', str(tmp_path / 'out'),
-            '--no-progress']
+    argv = [
+        '--synthetic', '3', '--synthetic-frames', '3', '--out-dir',
+        str(tmp_path / 'out'), '--no-progress'
+    ]
     tool.main(argv)
     assert 'converted 3 clip(s)' in capsys.readouterr().out
     tool.main(argv)

@@ -34,7 +34,9 @@ def _reference_iou(a, b):
     hs = np.vstack([_halfspaces(*a), _halfspaces(*b)])
     # An interior point: the Chebyshev centre by a small LP (infeasible: disjoint).
     norms = np.linalg.norm(hs[:, :3], axis=1)
-    res = linprog([0, 0, 0, -1], A_ub=np.c_[hs[:, :3], norms], b_ub=-hs[:, 3],
+    res = linprog([0, 0, 0, -1],
+                  A_ub=np.c_[hs[:, :3], norms],
+                  b_ub=-hs[:, 3],
                   bounds=[(None, None)] * 3 + [(0, None)])
     if not res.success or res.x[3] < 1e-9:
         return 0.0
@@ -76,8 +78,7 @@ def test_random_rigid_boxes_match_halfspace_intersection(seed):
 
 def test_symmetric_and_invariant_to_the_camera_frame():
     rng = np.random.default_rng(7)
-    a = _box((0.1, 0.3, 0.1), (0.02, 0.0, 0.8),
-             Rotation.from_rotvec([0.2, 0.5, 0.1]).as_matrix())
+    a = _box((0.1, 0.3, 0.1), (0.02, 0.0, 0.8), Rotation.from_rotvec([0.2, 0.5, 0.1]).as_matrix())
     b = a + rng.normal(0, 0.01, a.shape)  # a noisy, non-rigid prediction
     turn = Rotation.from_rotvec([0.3, -1.2, 2.0]).as_matrix()
     iou = box_iou_3d(a, b)
@@ -95,8 +96,7 @@ def test_degenerate_boxes_give_zero():
 def test_clip_polygon_sutherland_hodgman():
     square = [np.array(p, float) for p in ((0, 0, 0), (2, 0, 0), (2, 2, 0), (0, 2, 0))]
     clipped = clip_polygon(square, 1.0, 1.0, 0)  # keep x >= 1
-    assert sorted(map(tuple, np.round(clipped, 9))) == [(1, 0, 0), (1, 2, 0), (2, 0, 0),
-                                                        (2, 2, 0)]
+    assert sorted(map(tuple, np.round(clipped, 9))) == [(1, 0, 0), (1, 2, 0), (2, 0, 0), (2, 2, 0)]
     assert clip_polygon(square, 3.0, 1.0, 0) == []  # all behind
     on_plane = clip_polygon(square, 0.0, 1.0, 2)  # every vertex on the plane z = 0
     assert len(on_plane) == 4

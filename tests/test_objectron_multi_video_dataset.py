@@ -15,9 +15,9 @@ from keypose_ext.objectron.box3d import project_points
 from keypose_ext.testing.synthetic_objectron import make_objectron_multivideo
 
 W, H = 72, 96
-META_KEYS = ('id', 'img_id', 'img_path', 'ori_shape', 'img_shape', 'input_size',
-             'input_center', 'input_scale', 'flip', 'flip_direction', 'flip_indices',
-             'video_id', 'frame_index', 'camera_intrinsics', 'objectron_visibility')
+META_KEYS = ('id', 'img_id', 'img_path', 'ori_shape', 'img_shape', 'input_size', 'input_center',
+             'input_scale', 'flip', 'flip_direction', 'flip_indices', 'video_id', 'frame_index',
+             'camera_intrinsics', 'objectron_visibility')
 CODEC = dict(type='DepthKeypointCodec', input_size=(64, 64))
 
 
@@ -25,8 +25,8 @@ CODEC = dict(type='DepthKeypointCodec', input_size=(64, 64))
 def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp('objectron')
     make_objectron_multivideo(str(root / 'src'), num_videos=4, num_frames=4, size=(W, H))
-    convert_objectron_clips(str(root / 'src'), str(root / 'data'), split=(0.5, 0.25, 0.25),
-                            progress=False)
+    convert_objectron_clips(
+        str(root / 'src'), str(root / 'data'), split=(0.5, 0.25, 0.25), progress=False)
     return str(root / 'data')
 
 
@@ -42,8 +42,12 @@ def _pipeline(flip=False):
 
 
 def _build(data_root, split='train', **kwargs):
-    cfg = dict(type='ObjectronMultiVideoDataset', data_root=data_root,
-               ann_file=f'annotations_{split}.json', pipeline=_pipeline(), **kwargs)
+    cfg = dict(
+        type='ObjectronMultiVideoDataset',
+        data_root=data_root,
+        ann_file=f'annotations_{split}.json',
+        pipeline=_pipeline(),
+        **kwargs)
     return DATASETS.build(cfg)
 
 
@@ -59,7 +63,8 @@ def test_samples_carry_video_id_intrinsics_and_3d(data_root):
         # The 3D truth projects onto the 2D truth with the sample's own intrinsics.
         np.testing.assert_allclose(
             project_points(info['keypoints_3d'][0], info['camera_intrinsics']),
-            info['keypoints'][0], atol=2e-3)
+            info['keypoints'][0],
+            atol=2e-3)
     packed = ds[0]
     sample = packed['data_samples']
     assert packed['inputs'].shape == (3, 64, 64)
@@ -83,8 +88,8 @@ def test_frame_cache_within_a_budget_is_shared_by_workers(data_root, tmp_path):
     for path in cached:
         os.rename(path, path + '.moved')
     try:
-        loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2,
-                                             collate_fn=pseudo_collate)
+        loader = torch.utils.data.DataLoader(
+            ds, batch_size=4, num_workers=2, collate_fn=pseudo_collate)
         batches = [b['inputs'] for b in loader]
         got = [x for batch in batches for x in batch]
         assert len(got) == 8 and all(torch.equal(a, b) for a, b in zip(got, reference))
@@ -108,7 +113,13 @@ def test_clear_errors(data_root, tmp_path):
     bad = osp.join(data_root, 'no_intrinsics.json')
     with open(bad, 'w') as f:
         json.dump(coco, f)
-    with pytest.raises(ValueError, match=r'no_intrinsics.json: image id 2 \(video .*\) has no '
-                       r'3x3 "camera_intrinsics"'):
-        DATASETS.build(dict(type='ObjectronMultiVideoDataset', data_root=data_root,
-                            ann_file='no_intrinsics.json', pipeline=[]))
+    with pytest.raises(
+            ValueError,
+            match=r'no_intrinsics.json: image id 2 \(video .*\) has no '
+            r'3x3 "camera_intrinsics"'):
+        DATASETS.build(
+            dict(
+                type='ObjectronMultiVideoDataset',
+                data_root=data_root,
+                ann_file='no_intrinsics.json',
+                pipeline=[]))

@@ -20,14 +20,22 @@ W, H = 72, 96  # portrait frames
 
 @pytest.fixture(scope='module')
 def portrait(tmp_path_factory):
-    return write_objectron_clip(str(tmp_path_factory.mktemp('portrait')), num_frames=4,
-                                size=(W, H), seed=3, empty_frames=[2])
+    return write_objectron_clip(
+        str(tmp_path_factory.mktemp('portrait')),
+        num_frames=4,
+        size=(W, H),
+        seed=3,
+        empty_frames=[2])
 
 
 @pytest.fixture(scope='module')
 def landscape(tmp_path_factory):
-    return write_objectron_clip(str(tmp_path_factory.mktemp('landscape')), num_frames=3,
-                                size=(W, H), seed=4, orientation='landscape')
+    return write_objectron_clip(
+        str(tmp_path_factory.mktemp('landscape')),
+        num_frames=3,
+        size=(W, H),
+        seed=4,
+        orientation='landscape')
 
 
 def _intrinsics(camera):
@@ -59,8 +67,8 @@ def test_portrait_clip_3d_points_are_the_frames_opencv_points(portrait):
         np.testing.assert_allclose(inst.keypoints, gt['keypoints'], atol=1e-4)
         np.testing.assert_allclose(inst.depth, gt['depth'], atol=1e-6)
         np.testing.assert_allclose(frame.intrinsics, _intrinsics(truth['camera']), atol=1e-5)
-        np.testing.assert_allclose(project_points(inst.keypoints_3d, frame.intrinsics),
-                                   inst.keypoints, atol=1e-3)
+        np.testing.assert_allclose(
+            project_points(inst.keypoints_3d, frame.intrinsics), inst.keypoints, atol=1e-3)
 
 
 def test_old_arkit_conversion_is_rotated_90_degrees_on_portrait_clips(portrait):
@@ -88,10 +96,10 @@ def test_given_image_size_scales_pixels_and_intrinsics(portrait):
     clip = read_objectron_clip(portrait['annotation'], image_size=(2 * W, 2 * H))
     frame = clip.frames[0]
     inst = frame.instances[0]
-    np.testing.assert_allclose(frame.intrinsics[:2], 2 * _intrinsics(
-        portrait['ground_truth']['camera'])[:2], atol=1e-4)
-    np.testing.assert_allclose(project_points(inst.keypoints_3d, frame.intrinsics),
-                               inst.keypoints, atol=1e-3)
+    np.testing.assert_allclose(
+        frame.intrinsics[:2], 2 * _intrinsics(portrait['ground_truth']['camera'])[:2], atol=1e-4)
+    np.testing.assert_allclose(
+        project_points(inst.keypoints_3d, frame.intrinsics), inst.keypoints, atol=1e-3)
 
 
 def test_frames_without_the_object_are_allowed(portrait):
@@ -105,8 +113,8 @@ def test_landscape_clip_keeps_the_arkit_conversion(landscape):
     assert clip.orientation == 'landscape'
     assert clip.frames[0].image_size == (W, H)
     gt = landscape['ground_truth']['frames'][1]
-    np.testing.assert_allclose(clip.frames[1].instances[0].keypoints_3d, gt['keypoints_3d'],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        clip.frames[1].instances[0].keypoints_3d, gt['keypoints_3d'], atol=1e-6)
 
 
 def test_forced_wrong_orientation_breaks_the_projection(portrait):
@@ -115,11 +123,11 @@ def test_forced_wrong_orientation_breaks_the_projection(portrait):
     assert frame.image_size == (H, W)
     assert np.abs(project_points(inst.keypoints_3d, frame.intrinsics) - inst.keypoints).max() > 5
     rms = fit_orientation(
-        np.concatenate([np.array([[k.point_3d.x, k.point_3d.y, k.point_3d.z]
-                                  for k in a.keypoints]) for f in load_objectron_sequence(
-                                      portrait['annotation']).frame_annotations
-                        for a in f.annotations]),
-        np.concatenate([i.keypoints_norm for f in clip.frames for i in f.instances]))
+        np.concatenate([
+            np.array([[k.point_3d.x, k.point_3d.y, k.point_3d.z] for k in a.keypoints])
+            for f in load_objectron_sequence(portrait['annotation']).frame_annotations
+            for a in f.annotations
+        ]), np.concatenate([i.keypoints_norm for f in clip.frames for i in f.instances]))
     assert rms['portrait'] < 1e-5 < 1e-2 < rms['landscape']
 
 
@@ -143,15 +151,15 @@ def test_missing_intrinsics_read_as_none(tmp_path):
 
 
 def test_two_objects(tmp_path):
-    clip = write_objectron_clip(str(tmp_path), num_frames=2, size=(W, H),
-                                second_object_offset=(0.1, 0, 0))
+    clip = write_objectron_clip(
+        str(tmp_path), num_frames=2, size=(W, H), second_object_offset=(0.1, 0, 0))
     seq = read_objectron_clip(clip['annotation'])
     assert seq.object_ids == [0, 1]
     assert [i.object_id for i in seq.frames[0].instances] == [0, 1]
     first = read_objectron_annotations(clip['annotation'])
     second = read_objectron_annotations(clip['annotation'], object_id=1)
-    np.testing.assert_allclose(second[0].keypoints_3d - first[0].keypoints_3d,
-                               np.tile([0.1, 0, 0], (9, 1)), atol=1e-6)
+    np.testing.assert_allclose(
+        second[0].keypoints_3d - first[0].keypoints_3d, np.tile([0.1, 0, 0], (9, 1)), atol=1e-6)
 
 
 def _varint(n):
@@ -218,8 +226,10 @@ def test_eight_keypoints_name_frame_and_expected_nine(tmp_path, portrait):
 
 
 def test_nan_depth_is_rejected(tmp_path, portrait):
+
     def edit(seq):
         seq.frame_annotations[1].annotations[0].keypoints[3].point_2d.depth = float('nan')
+
     with pytest.raises(ValueError, match='frame_id 1.*NaN'):
         read_objectron_annotations(_mutated(tmp_path, portrait, edit))
 

@@ -17,13 +17,17 @@ def _results(flip_indices):
     rot = np.array([[0.8, 0, 0.6], [0, 1, 0], [-0.6, 0, 0.8]])
     points = box_from_transformation(rot, [0.05, 0.02, 0.9], [0.08, 0.25, 0.1])
     kpts = project_points(points, K)
-    return dict(img=np.random.default_rng(0).integers(0, 255, (H, W, 3), np.uint8),
-                img_shape=(H, W), keypoints=kpts[None].astype(np.float32),
-                keypoints_visible=np.ones((1, 9), np.float32),
-                keypoints_depth=points[None, :, 2].copy(), keypoints_3d=points[None].copy(),
-                camera_intrinsics=K.copy(), bbox=np.array([[0, 0, W, H]], np.float32),
-                bbox_center=np.array([[W / 2, H / 2]], np.float32),
-                flip_indices=parse_pose_metainfo(flip_indices)['flip_indices'])
+    return dict(
+        img=np.random.default_rng(0).integers(0, 255, (H, W, 3), np.uint8),
+        img_shape=(H, W),
+        keypoints=kpts[None].astype(np.float32),
+        keypoints_visible=np.ones((1, 9), np.float32),
+        keypoints_depth=points[None, :, 2].copy(),
+        keypoints_3d=points[None].copy(),
+        camera_intrinsics=K.copy(),
+        bbox=np.array([[0, 0, W, H]], np.float32),
+        bbox_center=np.array([[W / 2, H / 2]], np.float32),
+        flip_indices=parse_pose_metainfo(flip_indices)['flip_indices'])
 
 
 def test_flip_keeps_a_consistent_right_handed_box():
@@ -40,7 +44,8 @@ def test_flip_keeps_a_consistent_right_handed_box():
     # The new intrinsics project the new 3D points onto the new pixels.
     np.testing.assert_allclose(
         project_points(after['keypoints_3d'][0], after['camera_intrinsics']),
-        after['keypoints'][0], atol=1e-4)
+        after['keypoints'][0],
+        atol=1e-4)
     # Still a right-handed box with the same size, and its top (+y) still up.
     rot_before, _, size_before = fit_box(before['keypoints_3d'][0])
     rot_after, _, size_after = fit_box(after['keypoints_3d'][0])

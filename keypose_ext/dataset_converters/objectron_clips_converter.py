@@ -66,8 +66,8 @@ def _clip_in_dir(folder: str) -> Optional[tuple]:
     """(video, annotation) of a folder holding exactly one clip, else None."""
     names = sorted(os.listdir(folder))
     videos = [n for n in names if osp.splitext(n)[1].lower() in VIDEO_SUFFIXES]
-    anns = [n for n in names if n in ANNOTATION_NAMES] or [
-        n for n in names if n.endswith('.pbdata')]
+    anns = [n
+            for n in names if n in ANNOTATION_NAMES] or [n for n in names if n.endswith('.pbdata')]
     if not videos or not anns:
         return None
     if len(videos) > 1 or len(anns) > 1:
@@ -114,8 +114,10 @@ def discover_clips(source: Union[str, Sequence]) -> List[ClipSource]:
                 found = _clip_in_dir(folder)
                 if found:
                     rel = osp.relpath(folder, source)
-                    clips.append(ClipSource(_safe_id(rel if rel != '.' else osp.basename(
-                        osp.abspath(folder))), *found))
+                    clips.append(
+                        ClipSource(
+                            _safe_id(rel if rel != '.' else osp.basename(osp.abspath(folder))),
+                            *found))
         if not clips:
             raise UserValueError(
                 f'No clip found under {source!r}: expected folders with a video '
@@ -184,9 +186,19 @@ def _json_clip_frames(path: str, video_id: str) -> List[dict]:
                  np.float64)
     frames = []
     for f in load_json_annotations(path):
-        frames.append(dict(frame_index=f['frame_index'], intrinsics=k, instances=[
-            dict(object_id=0, keypoints=f['keypoints'], depth=f['depth'],
-                 keypoints_3d=f['keypoints_3d'], visibility=1.0, flags=f['visibility'])]))
+        frames.append(
+            dict(
+                frame_index=f['frame_index'],
+                intrinsics=k,
+                instances=[
+                    dict(
+                        object_id=0,
+                        keypoints=f['keypoints'],
+                        depth=f['depth'],
+                        keypoints_3d=f['keypoints_3d'],
+                        visibility=1.0,
+                        flags=f['visibility'])
+                ]))
     return frames
 
 
@@ -200,10 +212,19 @@ def _objectron_clip_frames(clip: ClipSource, size, orientation: str) -> tuple:
                 f'clip {clip.video_id}: {clip.annotation} frame_id {f.frame_id} has no camera '
                 'intrinsics (ARCamera.intrinsics, 9 numbers); the 3D box cannot be lifted '
                 'without them. Leave the clip out or add the camera.')
-        frames.append(dict(frame_index=f.frame_id, intrinsics=f.intrinsics, instances=[
-            dict(object_id=i.object_id, keypoints=i.keypoints, depth=i.depth,
-                 keypoints_3d=i.keypoints_3d, visibility=i.visibility, flags=None)
-            for i in f.instances]))
+        frames.append(
+            dict(
+                frame_index=f.frame_id,
+                intrinsics=f.intrinsics,
+                instances=[
+                    dict(
+                        object_id=i.object_id,
+                        keypoints=i.keypoints,
+                        depth=i.depth,
+                        keypoints_3d=i.keypoints_3d,
+                        visibility=i.visibility,
+                        flags=None) for i in f.instances
+                ]))
     return frames, seq.categories, seq.orientation
 
 
@@ -271,8 +292,8 @@ def convert_clip(clip: ClipSource,
     if fmt == 'json':
         frames = _json_clip_frames(clip.annotation, clip.video_id)
     else:
-        frames, categories, used_orientation = _objectron_clip_frames(
-            clip, (width, height), orientation)
+        frames, categories, used_orientation = _objectron_clip_frames(clip, (width, height),
+                                                                      orientation)
     by_index = {}
     for f in frames:
         if f['frame_index'] in by_index:
@@ -310,29 +331,33 @@ def convert_clip(clip: ClipSource,
                                      f'{width}x{height}.')
             frame = by_index.get(index)
             instances = [] if frame is None else [
-                i for i in frame['instances'] if i['object_id'] in keep_ids]
+                i for i in frame['instances'] if i['object_id'] in keep_ids
+            ]
             if not instances:
                 continue
             kept_annotated += 1
-            if (kept_annotated - 1) % stride or (max_frames is not None
-                                                 and len(images) >= max_frames):
+            full = max_frames is not None and len(images) >= max_frames
+            if (kept_annotated - 1) % stride or full:
                 continue
             file_name = f'{clip.video_id}_{index:06d}.jpg'
-            if not cv2.imwrite(osp.join(tmp_dir, file_name), img,
-                               [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]):
+            params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
+            if not cv2.imwrite(osp.join(tmp_dir, file_name), img, params):
                 raise OSError(f'Cannot write {file_name} under {tmp_dir}.')
-            images.append(dict(file_name=f'images/{clip.video_id}/{file_name}', width=width,
-                               height=height, frame_index=index,
-                               camera_intrinsics=np.round(frame['intrinsics'], 6).tolist()))
+            images.append(
+                dict(
+                    file_name=f'images/{clip.video_id}/{file_name}',
+                    width=width,
+                    height=height,
+                    frame_index=index,
+                    camera_intrinsics=np.round(frame['intrinsics'], 6).tolist()))
             for inst in instances:
                 anns.append(dict(_coco_fields(inst, width, height), frame_index=index))
         if len(frames) != num_video_frames or max(by_index, default=-1) >= num_video_frames:
-            raise UserValueError(
-                f'clip {clip.video_id}: {osp.basename(clip.annotation)} annotates '
-                f'{len(frames)} frames (ids {min(by_index, default=0)}..'
-                f'{max(by_index, default=-1)}) but {osp.basename(clip.video)} has '
-                f'{num_video_frames} frames; they must match one to one '
-                f'({clip.annotation}).')
+            raise UserValueError(f'clip {clip.video_id}: {osp.basename(clip.annotation)} annotates '
+                                 f'{len(frames)} frames (ids {min(by_index, default=0)}..'
+                                 f'{max(by_index, default=-1)}) but {osp.basename(clip.video)} has '
+                                 f'{num_video_frames} frames; they must match one to one '
+                                 f'({clip.annotation}).')
         if not images:
             raise UserValueError(f'clip {clip.video_id}: no frame annotates object(s) '
                                  f'{keep_ids}; leave the clip out.')
@@ -403,12 +428,14 @@ def split_videos(video_ids: Sequence[str],
         if fractions[i] > 0 and counts[i] == 0 and counts[0] > 1:
             counts[i], counts[0] = 1, counts[0] - 1
     bounds = np.cumsum(counts)
-    return {name: sorted(ids[j] for j in order[start:end])
-            for name, start, end in zip(SPLITS, [0, *bounds[:2]], bounds)}
+    return {
+        name: sorted(ids[j] for j in order[start:end])
+        for name, start, end in zip(SPLITS, [0, *bounds[:2]], bounds)
+    }
 
 
-def write_split_files(out_dir: str, records: List[dict],
-                      splits: Dict[str, List[str]]) -> Dict[str, str]:
+def write_split_files(out_dir: str, records: List[dict], splits: Dict[str,
+                                                                      List[str]]) -> Dict[str, str]:
     """Write ``annotations_<split>.json`` (COCO) and ``splits.json``.
 
     Images get ``video_id``, ``frame_index`` and ``camera_intrinsics`` (3x3,
@@ -418,8 +445,8 @@ def write_split_files(out_dir: str, records: List[dict],
     """
     by_id = {r['video_id']: r for r in records}
     categories = sorted({r['category'] for r in records if r['category']})
-    category = dict(bottle_coco_category(), name=categories[0] if len(categories) == 1 else
-                    'object')
+    category = dict(
+        bottle_coco_category(), name=categories[0] if len(categories) == 1 else 'object')
     paths, image_id, ann_id = {}, 0, 0
     for name in SPLITS:
         images, anns = [], []
@@ -432,12 +459,23 @@ def write_split_files(out_dir: str, records: List[dict],
                 images.append(dict(img, id=image_id, video_id=video_id))
             for ann in record['annotations']:
                 ann_id += 1
-                anns.append(dict(ann, id=ann_id, image_id=first_image[ann['frame_index']],
-                                 category_id=1, video_id=video_id))
-        coco = dict(info=dict(description='Objectron-format clips, split by video; keypoints: '
-                              '0 = box centre, 1..8 = corners (Objectron order)', split=name,
-                              videos=splits[name], version=_RECORD_VERSION),
-                    images=images, annotations=anns, categories=[category])
+                anns.append(
+                    dict(
+                        ann,
+                        id=ann_id,
+                        image_id=first_image[ann['frame_index']],
+                        category_id=1,
+                        video_id=video_id))
+        coco = dict(
+            info=dict(
+                description='Objectron-format clips, split by video; keypoints: '
+                '0 = box centre, 1..8 = corners (Objectron order)',
+                split=name,
+                videos=splits[name],
+                version=_RECORD_VERSION),
+            images=images,
+            annotations=anns,
+            categories=[category])
         paths[name] = osp.join(out_dir, f'annotations_{name}.json')
         with atomic_write(paths[name], 'w') as f:
             json.dump(coco, f)
@@ -482,8 +520,12 @@ def convert_objectron_clips(source: Union[str, Sequence],
     clips = discover_clips(source)
     out_dir = osp.abspath(out_dir)
     os.makedirs(osp.join(out_dir, 'clips'), exist_ok=True)
-    options = dict(objects=objects, stride=stride, max_frames=max_frames,
-                   orientation=orientation, jpeg_quality=jpeg_quality)
+    options = dict(
+        objects=objects,
+        stride=stride,
+        max_frames=max_frames,
+        orientation=orientation,
+        jpeg_quality=jpeg_quality)
     records, converted, skipped = [], [], []
     bar = tqdm(clips, unit='clip', desc='Converting clips', disable=not progress)
     for clip in bar:
@@ -506,6 +548,10 @@ def convert_objectron_clips(source: Union[str, Sequence],
     splits = split_videos([r['video_id'] for r in records], split, seed)
     ann_files = write_split_files(out_dir, records, splits)
     by_id = {r['video_id']: r for r in records}
-    return dict(converted=converted, skipped=skipped, splits=splits, ann_files=ann_files,
-                num_images={name: sum(len(by_id[v]['images']) for v in splits[name])
-                            for name in SPLITS})
+    return dict(
+        converted=converted,
+        skipped=skipped,
+        splits=splits,
+        ann_files=ann_files,
+        num_images={name: sum(len(by_id[v]['images']) for v in splits[name])
+                    for name in SPLITS})

@@ -139,8 +139,14 @@ class ObjectronMultiVideoDataset(BottleVideoDataset):
         self.cache_budget_mb = cache_budget_mb
         self.num_cached = 0
         self._store: Optional[_FrameStore] = None
-        super().__init__(ann_file=ann_file, data_root=data_root, data_prefix=data_prefix,
-                         bbox_mode=bbox_mode, cache=False, cache_dir=cache_dir, **kwargs)
+        super().__init__(
+            ann_file=ann_file,
+            data_root=data_root,
+            data_prefix=data_prefix,
+            bbox_mode=bbox_mode,
+            cache=False,
+            cache_dir=cache_dir,
+            **kwargs)
 
     def parse_data_info(self, raw_data_info: dict) -> Optional[dict]:
         """Bottle fields plus ``video_id``, ``camera_intrinsics`` (3, 3) and
@@ -208,8 +214,10 @@ class ObjectronMultiVideoDataset(BottleVideoDataset):
     def _write_store(self, path: str, paths: List[str]) -> None:
         """Decode ``paths`` one at a time into a flat ``.npy`` (atomic)."""
         total = sum(self._image_sizes[p][0] * self._image_sizes[p][1] * 3 for p in paths)
-        header = dict(descr=np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
-                      fortran_order=False, shape=(total, ))
+        header = dict(
+            descr=np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+            fortran_order=False,
+            shape=(total, ))
         os.makedirs(osp.dirname(path), exist_ok=True)
         with atomic_write(path, 'wb') as f:
             np.lib.format.write_array_header_1_0(f, header)
@@ -220,16 +228,18 @@ class ObjectronMultiVideoDataset(BottleVideoDataset):
         paths = self._select_frames()
         if not paths:
             return
-        folder = self.cache_dir or osp.join(self.data_root or osp.dirname(self.ann_file),
-                                            '.cache')
+        folder = self.cache_dir or osp.join(self.data_root or osp.dirname(self.ann_file), '.cache')
         path = osp.join(folder, self._store_name(paths))
         # Rank 0 decodes, the others wait and then map the same file.
         if get_rank() == 0 and not osp.isfile(path):
             self._write_store(path, paths)
         barrier()
         if not osp.isfile(path):  # cache_dir not shared with rank 0
-            print_log(f'ObjectronMultiVideoDataset: {path} is not visible on this rank; '
-                      'decoding a local copy.', logger='current', level=logging.WARNING)
+            print_log(
+                f'ObjectronMultiVideoDataset: {path} is not visible on this rank; '
+                'decoding a local copy.',
+                logger='current',
+                level=logging.WARNING)
             self._write_store(path, paths)
         index, offset = {}, 0
         for p in paths:
@@ -243,7 +253,8 @@ class ObjectronMultiVideoDataset(BottleVideoDataset):
         print_log(
             f'ObjectronMultiVideoDataset: {len(paths)} of {total} frames '
             f'({offset / 2**20:.1f} MB, {budget} budget) are cached in {path}; the others '
-            'are read from their JPEG files.', logger='current')
+            'are read from their JPEG files.',
+            logger='current')
 
     def get_data_info(self, idx: int) -> dict:
         """Data info of sample ``idx``, with ``img`` (H, W, 3) uint8 BGR when

@@ -25,9 +25,9 @@ NUM_KEYPOINTS = 9
 UNIT_BOX = np.asarray(BOX_CORNER_SIGNS, np.float64) / 2
 # The 4 edges along each local axis (x, y, z): corners differing in that sign.
 AXIS_EDGES = tuple(
-    tuple((a, b) for a in range(1, 9) for b in range(a + 1, 9)
-          if np.count_nonzero(UNIT_BOX[a] != UNIT_BOX[b]) == 1 and UNIT_BOX[a, axis] !=
-          UNIT_BOX[b, axis]) for axis in range(3))
+    tuple((a, b) for a in range(1, 9) for b in range(a + 1, 9) if np.count_nonzero(
+        UNIT_BOX[a] != UNIT_BOX[b]) == 1 and UNIT_BOX[a, axis] != UNIT_BOX[b, axis])
+    for axis in range(3))
 # Faces as 4 corners in cyclic order (Objectron's box.FACES): +x, -x, +y, -y, +z, -z.
 FACES = np.array([[5, 6, 8, 7], [1, 3, 4, 2], [3, 7, 8, 4], [1, 2, 6, 5], [2, 4, 8, 6],
                   [1, 5, 7, 3]])
@@ -103,8 +103,8 @@ def fit_box(vertices) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         ``scale`` (3,), the mean edge length along each axis.
     """
     v = np.asarray(vertices, np.float64).reshape(NUM_KEYPOINTS, 3)
-    scale = np.array([np.mean([np.linalg.norm(v[a] - v[b]) for a, b in AXIS_EDGES[axis]])
-                      for axis in range(3)])
+    scale = np.array(
+        [np.mean([np.linalg.norm(v[a] - v[b]) for a, b in AXIS_EDGES[axis]]) for axis in range(3)])
     system = np.concatenate([scaled_unit_box(scale), np.ones((NUM_KEYPOINTS, 1))], axis=1)
     solution = np.linalg.lstsq(system, v, rcond=None)[0]  # (4, 3): v = [x 1] @ solution
     return solution[:3, :3].T, solution[3, :3], scale

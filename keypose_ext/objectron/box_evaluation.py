@@ -41,8 +41,7 @@ def is_evaluated(visibility: float, centre_norm, centre_z: float) -> bool:
         centre_z (float): True centre depth along the OpenCV camera z axis.
     """
     x, y = float(centre_norm[0]), float(centre_norm[1])
-    return bool(visibility > VISIBILITY_THRESHOLD and 0 < x < 1 and 0 < y < 1
-                and centre_z > 0)
+    return bool(visibility > VISIBILITY_THRESHOLD and 0 < x < 1 and 0 < y < 1 and centre_z > 0)
 
 
 def projection_error_2d(pred_norm, gt_norm) -> float:
@@ -61,8 +60,10 @@ def camera_in_box_frame(vertices) -> np.ndarray:
     (the origin) is its translation column.
     """
     v = np.asarray(vertices, np.float64).reshape(NUM_KEYPOINTS, 3)
-    size = np.array([np.linalg.norm(v[5] - v[1]), np.linalg.norm(v[3] - v[1]),
-                     np.linalg.norm(v[2] - v[1])])
+    size = np.array(
+        [np.linalg.norm(v[5] - v[1]),
+         np.linalg.norm(v[3] - v[1]),
+         np.linalg.norm(v[2] - v[1])])
     template_h = np.concatenate([(UNIT_BOX * size).T, np.ones((1, NUM_KEYPOINTS))])
     camera_h = np.concatenate([v.T, np.ones((1, NUM_KEYPOINTS))])
     affine = (template_h @ camera_h.T) @ np.linalg.inv(camera_h @ camera_h.T)

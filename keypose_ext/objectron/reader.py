@@ -166,14 +166,12 @@ def load_objectron_sequence(path: str) -> 'annotation_data_pb2.Sequence':
     try:
         sequence.ParseFromString(payload)
     except DecodeError as e:
-        raise UserValueError(
-            f'{path}: not a serialized Objectron Sequence ({e}). Pass the '
-            "sequence's annotation.pbdata file, or use --format json for the "
-            "project's JSON annotations.") from None
+        raise UserValueError(f'{path}: not a serialized Objectron Sequence ({e}). Pass the '
+                             "sequence's annotation.pbdata file, or use --format json for the "
+                             "project's JSON annotations.") from None
     if not sequence.frame_annotations:
-        raise UserValueError(
-            f'{path}: the Objectron Sequence has no frame_annotations; an '
-            'empty or non-Objectron file was given.')
+        raise UserValueError(f'{path}: the Objectron Sequence has no frame_annotations; an '
+                             'empty or non-Objectron file was given.')
     return sequence
 
 
@@ -182,20 +180,23 @@ def _raw_instance(path: str, frame, ann) -> dict:
     kpts = sorted(ann.keypoints, key=lambda k: k.id)
     where = f'{path}: frame_id {frame.frame_id}, object id {ann.object_id}'
     if len(kpts) != NUM_BOX_KEYPOINTS:
-        raise UserValueError(
-            f'{where} has {len(kpts)} keypoints, expected {NUM_BOX_KEYPOINTS} '
-            '(box centre + 8 corners).')
+        raise UserValueError(f'{where} has {len(kpts)} keypoints, expected {NUM_BOX_KEYPOINTS} '
+                             '(box centre + 8 corners).')
     norm = np.array([[k.point_2d.x, k.point_2d.y] for k in kpts], np.float64)
     depth = np.array([k.point_2d.depth for k in kpts], np.float64)
     points = None
     if any(k.HasField('point_3d') for k in kpts):
-        points = np.array([[k.point_3d.x, k.point_3d.y, k.point_3d.z] for k in kpts],
-                          np.float64)
-    if not all(np.isfinite(v).all() for v in (norm, depth) + ((points, ) if
-                                                               points is not None else ())):
+        points = np.array([[k.point_3d.x, k.point_3d.y, k.point_3d.z] for k in kpts], np.float64)
+    if not all(
+            np.isfinite(v).all()
+            for v in (norm, depth) + ((points, ) if points is not None else ())):
         raise UserValueError(f'{where} has a NaN or infinite keypoint coordinate or depth.')
-    return dict(object_id=ann.object_id, norm=norm, depth=depth, points=points,
-                visibility=float(ann.visibility))
+    return dict(
+        object_id=ann.object_id,
+        norm=norm,
+        depth=depth,
+        points=points,
+        visibility=float(ann.visibility))
 
 
 def fit_orientation(points_3d: np.ndarray, points_norm: np.ndarray) -> Dict[str, float]:
@@ -252,13 +253,13 @@ def _decide_orientation(path: str, raws: List[dict], orientation: str, resolutio
     # No 3D points to decide from: a frame whose aspect differs from the
     # camera's is portrait; otherwise Objectron's own captures are portrait.
     if resolution is not None and image_size is not None:
-        return 'portrait' if (resolution[0] > resolution[1]) != (
-            image_size[0] > image_size[1]) else 'landscape'
+        return 'portrait' if (resolution[0] > resolution[1]) != (image_size[0]
+                                                                 > image_size[1]) else 'landscape'
     return 'portrait'
 
 
-def _frame_camera(frame, orientation: str, image_size) -> Tuple[Optional[tuple],
-                                                                Optional[np.ndarray]]:
+def _frame_camera(frame, orientation: str,
+                  image_size) -> Tuple[Optional[tuple], Optional[np.ndarray]]:
     """(width, height) and (3, 3) intrinsics of the decoded frame."""
     cam = frame.camera if frame.HasField('camera') else None
     resolution = None
@@ -305,11 +306,10 @@ def read_objectron_clip(path: str,
     resolution = None
     for frame, _ in raw_frames:
         if frame.camera.image_resolution_width and frame.camera.image_resolution_height:
-            resolution = (frame.camera.image_resolution_width,
-                          frame.camera.image_resolution_height)
+            resolution = (frame.camera.image_resolution_width, frame.camera.image_resolution_height)
             break
-    orientation = _decide_orientation(path, [r for _, rs in raw_frames for r in rs],
-                                      orientation, resolution, image_size)
+    orientation = _decide_orientation(path, [r for _, rs in raw_frames for r in rs], orientation,
+                                      resolution, image_size)
     rot = CAMERA_TO_OPENCV[orientation]
 
     frames = []
@@ -329,9 +329,13 @@ def read_objectron_clip(path: str,
     object_ids = [obj.id for obj in sequence.objects]
     if not object_ids:
         object_ids = sorted({i.object_id for f in frames for i in f.instances})
-    return ObjectronClip(path=path, orientation=orientation, object_ids=object_ids,
-                         categories={obj.id: obj.category for obj in sequence.objects},
-                         frames=frames)
+    return ObjectronClip(
+        path=path,
+        orientation=orientation,
+        object_ids=object_ids,
+        categories={obj.id: obj.category
+                    for obj in sequence.objects},
+        frames=frames)
 
 
 def read_objectron_annotations(path: str,
@@ -377,12 +381,12 @@ def read_objectron_annotations(path: str,
                         frame_id=frame.frame_id,
                         keypoints_norm=inst.keypoints_norm.astype(np.float32),
                         depth=inst.depth.astype(np.float32),
-                        keypoints_3d=None if inst.keypoints_3d is None else
-                        inst.keypoints_3d.astype(np.float32),
+                        keypoints_3d=None
+                        if inst.keypoints_3d is None else inst.keypoints_3d.astype(np.float32),
                         visibility=inst.visibility,
                         image_size=frame.image_size,
-                        keypoints=None if inst.keypoints is None else
-                        inst.keypoints.astype(np.float32),
+                        keypoints=None
+                        if inst.keypoints is None else inst.keypoints.astype(np.float32),
                         intrinsics=frame.intrinsics,
                         object_id=object_id))
                 break

@@ -23,8 +23,7 @@ import numpy as np
 from keypose_ext.datasets.bottle_metainfo import BOX_CORNER_SIGNS
 from keypose_ext.objectron import annotation_data_pb2 as pb
 from keypose_ext.objectron.reader import CAMERA_TO_OPENCV
-from keypose_ext.testing.synthetic_bottle import (DEFAULT_BOX_SIZE,
-                                                  render_synthetic_bottle_video,
+from keypose_ext.testing.synthetic_bottle import (DEFAULT_BOX_SIZE, render_synthetic_bottle_video,
                                                   write_json_annotations)
 
 # Swaps (x, y) rows and columns: portrait <-> landscape intrinsics.
@@ -182,8 +181,7 @@ def write_objectron_clip(clip_dir: str,
         annotation = write_json_annotations(osp.join(clip_dir, 'annotations.json'), gt)
     else:
         annotation = write_objectron_sequence(
-            osp.join(clip_dir, 'annotation.pbdata'), gt, orientation=orientation,
-            **sequence_kwargs)
+            osp.join(clip_dir, 'annotation.pbdata'), gt, orientation=orientation, **sequence_kwargs)
     return dict(video=video, annotation=annotation, ground_truth=gt)
 
 
@@ -192,12 +190,14 @@ def make_objectron_multivideo(root: str,
                               num_frames: int = 12,
                               size: Tuple[int, int] = (72, 96),
                               seed: int = 0,
-                              category: str = 'bottle') -> List[Dict]:
+                              category: str = 'bottle',
+                              box_scale: Tuple[float, float] = (0.85, 1.15)) -> List[Dict]:
     """Write ``num_videos`` portrait clips as ``root/<category>/batch-<b>/<i>/``.
 
-    Each clip has its own motion, textures, background and box size (±15 %).
-    Two clips go in each batch folder, as Objectron's ``batch-*`` folders
-    hold several clips.
+    Each clip has its own motion, textures, background and box size (the
+    bottle's 8 x 25 x 8 cm times a factor drawn from ``box_scale``). Two
+    clips go in each batch folder, as Objectron's ``batch-*`` folders hold
+    several clips.
 
     Returns:
         list[dict]: Per clip ``clip_dir``, ``video``, ``annotation``,
@@ -207,7 +207,12 @@ def make_objectron_multivideo(root: str,
     clips = []
     for i in range(num_videos):
         clip_dir = osp.join(root, category, f'batch-{i // 2}', str(i % 2))
-        clip = write_objectron_clip(clip_dir, num_frames, size, seed=seed * 1000 + i,
-                                    box_scale=float(rng.uniform(0.85, 1.15)), category=category)
+        clip = write_objectron_clip(
+            clip_dir,
+            num_frames,
+            size,
+            seed=seed * 1000 + i,
+            box_scale=float(rng.uniform(*box_scale)),
+            category=category)
         clips.append(dict(clip, clip_dir=clip_dir))
     return clips

@@ -87,16 +87,11 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
                  iou_plot: bool = True,
                  **kwargs) -> None:
         super().__init__(
-            name=name,
-            line_width=line_width,
-            radius=radius,
-            bbox_color=bbox_color,
-            **kwargs)
-        for field, color in (('gt_color', gt_color),
-                             ('pred_color', pred_color)):
+            name=name, line_width=line_width, radius=radius, bbox_color=bbox_color, **kwargs)
+        for field, color in (('gt_color', gt_color), ('pred_color', pred_color)):
             if len(color) != 3 or not all(0 <= int(c) <= 255 for c in color):
                 raise UserValueError(f'BottleBoxVisualizer: `{field}` must be an '
-                                 f'RGB tuple of 0..255 ints, got {color!r}.')
+                                     f'RGB tuple of 0..255 ints, got {color!r}.')
         self.gt_color = tuple(int(c) for c in gt_color)
         self.pred_color = tuple(int(c) for c in pred_color)
         self.overlay_gt = overlay_gt
@@ -106,8 +101,8 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
         # video id -> {frame index: (3D IoU, counted by Objectron)}
         self.iou_history: Dict[str, Dict[int, Tuple[float, bool]]] = {}
 
-    def _draw_boxes(self, instances, color: Tuple[int, int, int],
-                    score_key: str, kpt_thr: float, label: str) -> None:
+    def _draw_boxes(self, instances, color: Tuple[int, int, int], score_key: str, kpt_thr: float,
+                    label: str) -> None:
         """Draw every instance's wireframe onto the current image."""
         if 'keypoints' not in instances:
             return
@@ -117,34 +112,30 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
             scores = _np(instances[score_key]).reshape(n, k, -1)[..., 0]
         else:
             scores = np.ones((n, k))
-        depth = (_np(instances.keypoints_depth).reshape(n, k)
-                 if 'keypoints_depth' in instances else None)
+        depth = (
+            _np(instances.keypoints_depth).reshape(n, k)
+            if 'keypoints_depth' in instances else None)
         for i in range(n):
             ok = (scores[i] >= kpt_thr) & np.isfinite(keypoints[i]).all(-1)
             for a, b in self.skeleton:
                 if a >= k or b >= k:
-                    raise UserValueError(
-                        f'BottleBoxVisualizer: skeleton link ({a}, {b}) '
-                        f'refers past the {k} keypoints of the {label} '
-                        'instances; check the dataset metainfo.')
+                    raise UserValueError(f'BottleBoxVisualizer: skeleton link ({a}, {b}) '
+                                         f'refers past the {k} keypoints of the {label} '
+                                         'instances; check the dataset metainfo.')
                 if not (ok[a] and ok[b]):
                     continue
                 self.draw_lines(
-                    np.array([keypoints[i, a, 0], keypoints[i, b, 0]],
-                             dtype=np.int64),
-                    np.array([keypoints[i, a, 1], keypoints[i, b, 1]],
-                             dtype=np.int64),
+                    np.array([keypoints[i, a, 0], keypoints[i, b, 0]], dtype=np.int64),
+                    np.array([keypoints[i, a, 1], keypoints[i, b, 1]], dtype=np.int64),
                     colors=color,
                     line_widths=self.line_width)
             if ok[0]:
                 self._draw_dot(keypoints[i, 0], color)
             if self.show_depth and depth is not None and ok[0] and \
                     np.isfinite(depth[i, 0]):
-                self._draw_depth_text(keypoints[i][ok], depth[i, 0], color,
-                                      label)
+                self._draw_depth_text(keypoints[i][ok], depth[i, 0], color, label)
 
-    def _draw_depth_text(self, pts: np.ndarray, depth: float, color: tuple,
-                         label: str) -> None:
+    def _draw_depth_text(self, pts: np.ndarray, depth: float, color: tuple, label: str) -> None:
         """Centre depth outside the wireframe: the truth above its box, the
         prediction below its box, so the two labels never overlap."""
         fs = self._font_size()
@@ -160,12 +151,11 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
             font_sizes=fs,
             colors=color,
             vertical_alignments=valign,
-            bboxes=[dict(facecolor='black', alpha=0.6, pad=0.5,
-                         edgecolor='none')])
+            bboxes=[dict(facecolor='black', alpha=0.6, pad=0.5, edgecolor='none')])
 
     def _draw_dot(self, centre: np.ndarray, color: tuple) -> None:
-        self.draw_circles(centre[None], radius=np.array([self.radius]),
-                          face_colors=color, edge_colors=color)
+        self.draw_circles(
+            centre[None], radius=np.array([self.radius]), face_colors=color, edge_colors=color)
 
     def _font_size(self) -> int:
         return int(max(10, min(self.width, self.height) // 30))
@@ -177,16 +167,17 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
         for row, (text, color) in enumerate(entries):
             y = 8 + row * step + fs // 2
             self.draw_lines(
-                np.array([8, 8 + 2 * fs]), np.array([y, y]),
-                colors=color, line_widths=max(2, self.line_width))
+                np.array([8, 8 + 2 * fs]),
+                np.array([y, y]),
+                colors=color,
+                line_widths=max(2, self.line_width))
             self.draw_texts(
                 text,
                 np.array([12 + 2 * fs, y]),
                 font_sizes=fs,
                 colors=color,
                 vertical_alignments='center',
-                bboxes=[dict(facecolor='black', alpha=0.6, pad=0.5,
-                             edgecolor='none')])
+                bboxes=[dict(facecolor='black', alpha=0.6, pad=0.5, edgecolor='none')])
 
     # ------------------------------------------------------- lifted boxes
     def _lift(self, data_sample: PoseDataSample) -> dict:
@@ -206,8 +197,7 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
             if label == 'true' and 'keypoints_3d' in inst:
                 points = _np(inst.keypoints_3d).reshape(kpts.shape[:2] + (3, ))
             elif 'keypoints_depth' in inst:
-                points = lift_keypoints(kpts, _np(inst.keypoints_depth).reshape(kpts.shape[:2]),
-                                        k)
+                points = lift_keypoints(kpts, _np(inst.keypoints_depth).reshape(kpts.shape[:2]), k)
             else:
                 continue
             if points.shape[1] != 9 or not np.isfinite(points).all():
@@ -234,8 +224,12 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
             return
         size = int(max(48, min(self.width, self.height) * 0.3))
         x0, y1 = 4, self.height - 4
-        self.draw_bboxes(np.array([[x0, y1 - size, x0 + size, y1]]), edge_colors='white',
-                         face_colors='black', alpha=0.6, line_widths=1)
+        self.draw_bboxes(
+            np.array([[x0, y1 - size, x0 + size, y1]]),
+            edge_colors='white',
+            face_colors='black',
+            alpha=0.6,
+            line_widths=1)
         xz = np.concatenate([b[:, [0, 2]] for b, _ in boxes])
         centre = (xz.max(0) + xz.min(0)) / 2
         half = max(float(np.abs(xz - centre).max()) * 1.25, 1e-3)
@@ -248,9 +242,11 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
             u, v = to_panel(box[:, [0, 2]])
             for a, b in self.skeleton:
                 # int64: mmpose's opencv backend hands the values to cv2.line as is.
-                self.draw_lines(np.rint([u[a], u[b]]).astype(np.int64),
-                                np.rint([v[a], v[b]]).astype(np.int64), colors=color,
-                                line_widths=1)
+                self.draw_lines(
+                    np.rint([u[a], u[b]]).astype(np.int64),
+                    np.rint([v[a], v[b]]).astype(np.int64),
+                    colors=color,
+                    line_widths=1)
 
     def _update_iou_plot(self, data_sample: PoseDataSample, true_box: np.ndarray, iou: float,
                          k: np.ndarray, folder: str) -> None:
@@ -263,11 +259,9 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
         wh = np.array([meta['ori_shape'][1], meta['ori_shape'][0]], np.float64) \
             if 'ori_shape' in meta else np.array([2 * k[0, 2], 2 * k[1, 2]])
         centre = project_points(true_box[:1], k)[0] / wh
-        counted = is_evaluated(float(meta.get('objectron_visibility', 1.0)), centre,
-                               true_box[0, 2])
+        counted = is_evaluated(float(meta.get('objectron_visibility', 1.0)), centre, true_box[0, 2])
         history[frame] = (float(iou), counted)
-        mmcv.imwrite(self._plot(video, history),
-                     osp.join(folder, f'iou_{_safe_name(video)}.png'))
+        mmcv.imwrite(self._plot(video, history), osp.join(folder, f'iou_{_safe_name(video)}.png'))
 
     @staticmethod
     def _plot(video: str, history: Dict[int, Tuple[float, bool]]) -> np.ndarray:
@@ -283,18 +277,17 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
 
         for value in (0.0, 0.5, 1.0):  # grid: IoU 0, Objectron's 0.5, 1
             cv2.line(img, xy(lo, value), xy(hi, value), (210, 210, 210), 1)
-            cv2.putText(img, f'{value:.1f}', (4, xy(lo, value)[1] + 4),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+            cv2.putText(img, f'{value:.1f}', (4, xy(lo, value)[1] + 4), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.35, (0, 0, 0), 1, cv2.LINE_AA)
         points = [xy(f, history[f][0]) for f in frames]
         if len(points) > 1:
-            cv2.polylines(img, [np.array(points, np.int32)], False, (200, 0, 200), 1,
-                          cv2.LINE_AA)
+            cv2.polylines(img, [np.array(points, np.int32)], False, (200, 0, 200), 1, cv2.LINE_AA)
         for f, p in zip(frames, points):
             counted = history[f][1]
             cv2.circle(img, p, 3, (200, 0, 200) if counted else (150, 150, 150),
                        -1 if counted else 1, cv2.LINE_AA)
-        mean = np.mean([v for v, c in history.values() if c]) if any(
-            c for _, c in history.values()) else float('nan')
+        mean = np.mean([v for v, c in history.values()
+                        if c]) if any(c for _, c in history.values()) else float('nan')
         cv2.putText(img, f'{video[:40]}: 3D IoU per frame (mean {mean:.3f})', (left, 18),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
         cv2.putText(img, f'frame {lo}..{hi}', (left, h - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
@@ -330,10 +323,9 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
             np.ndarray: The drawn RGB image.
         """
         if not self.skeleton:
-            raise UserValueError(
-                'BottleBoxVisualizer: no skeleton links; call '
-                'set_dataset_meta() with a metainfo that has `skeleton_info` '
-                '(the runner does this from the dataset metainfo).')
+            raise UserValueError('BottleBoxVisualizer: no skeleton links; call '
+                                 'set_dataset_meta() with a metainfo that has `skeleton_info` '
+                                 '(the runner does this from the dataset metainfo).')
         self.set_image(image.copy())
         lifted = self._lift(data_sample) if self.lift_boxes else {}
         legend = []
@@ -341,19 +333,19 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
             gt = data_sample.gt_instances
             if draw_bbox and 'bboxes' in gt:
                 self.draw_bboxes(
-                    _np(gt.bboxes).reshape(-1, 4),
-                    edge_colors=self.bbox_color,
-                    line_widths=1)
+                    _np(gt.bboxes).reshape(-1, 4), edge_colors=self.bbox_color, line_widths=1)
             if 'keypoints' in gt:
-                self._draw_boxes(self._as_drawn(gt, lifted.get('true'), lifted.get('K')), self.gt_color,
-                                 'keypoints_visible', kpt_thr, 'true')
+                self._draw_boxes(
+                    self._as_drawn(gt, lifted.get('true'), lifted.get('K')), self.gt_color,
+                    'keypoints_visible', kpt_thr, 'true')
                 legend.append(('true', self.gt_color))
         iou = None
         if draw_pred and 'pred_instances' in data_sample:
             pred = data_sample.pred_instances
             if 'keypoints' in pred:
-                self._draw_boxes(self._as_drawn(pred, lifted.get('pred'), lifted.get('K')), self.pred_color,
-                                 'keypoint_scores', kpt_thr, 'pred')
+                self._draw_boxes(
+                    self._as_drawn(pred, lifted.get('pred'), lifted.get('K')), self.pred_color,
+                    'keypoint_scores', kpt_thr, 'pred')
                 text = 'pred'
                 if lifted.get('true') is not None and lifted.get('pred') is not None:
                     iou = box_iou_3d(lifted['pred'][0], lifted['true'][0])

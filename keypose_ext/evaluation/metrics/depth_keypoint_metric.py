@@ -68,10 +68,10 @@ class DepthKeypointMetric(BaseMetric):
         super().__init__(collect_device=collect_device, prefix=prefix)
         if not (0 < pck_thr):
             raise UserValueError('DepthKeypointMetric: `pck_thr` must be > 0, got '
-                             f'{pck_thr!r}.')
+                                 f'{pck_thr!r}.')
         if pck_normalize not in ('frame', 'bbox'):
             raise UserValueError('DepthKeypointMetric: `pck_normalize` must be '
-                             f"'frame' or 'bbox', got {pck_normalize!r}.")
+                                 f"'frame' or 'bbox', got {pck_normalize!r}.")
         self.pck_thr = float(pck_thr)
         self.pck_normalize = pck_normalize
 
@@ -83,19 +83,16 @@ class DepthKeypointMetric(BaseMetric):
                     'does)' if group == 'pred_instances' else
                     'the packing transform must put it in gt_instances '
                     '(PackDepthPoseInputs does)')
-            raise UserValueError(
-                f'DepthKeypointMetric: data sample '
-                f"{sample.get('img_path', sample.get('id', '?'))} has no "
-                f'`{group}.{key}`; {hint}.')
+            raise UserValueError(f'DepthKeypointMetric: data sample '
+                                 f"{sample.get('img_path', sample.get('id', '?'))} has no "
+                                 f'`{group}.{key}`; {hint}.')
         return _np(inst[key])
 
-    def process(self, data_batch: Optional[dict],
-                data_samples: Sequence[dict]) -> None:
+    def process(self, data_batch: Optional[dict], data_samples: Sequence[dict]) -> None:
         """Store per-keypoint errors of one batch of (dict) data samples."""
         for sample in data_samples:
             pred_kpts = self._field(sample, 'pred_instances', 'keypoints')
-            pred_depth = self._field(sample, 'pred_instances',
-                                     'keypoints_depth')
+            pred_depth = self._field(sample, 'pred_instances', 'keypoints_depth')
             gt_kpts = self._field(sample, 'gt_instances', 'keypoints')
             gt_depth = self._field(sample, 'gt_instances', 'keypoints_depth')
             visible = self._field(sample, 'gt_instances', 'keypoints_visible')
@@ -103,25 +100,20 @@ class DepthKeypointMetric(BaseMetric):
                 visible = visible[..., 0]
             pred_kpts, gt_kpts = pred_kpts[..., :2], gt_kpts[..., :2]
             n, k = gt_kpts.shape[:2]
-            for name, arr, shape in (('pred keypoints', pred_kpts, (n, k, 2)),
-                                     ('pred keypoints_depth', pred_depth,
-                                      (n, k)),
-                                     ('gt keypoints_depth', gt_depth, (n, k)),
-                                     ('gt keypoints_visible', visible,
-                                      (n, k))):
+            for name, arr, shape in (('pred keypoints', pred_kpts,
+                                      (n, k, 2)), ('pred keypoints_depth', pred_depth, (n, k)),
+                                     ('gt keypoints_depth', gt_depth,
+                                      (n, k)), ('gt keypoints_visible', visible, (n, k))):
                 if arr.shape != shape:
-                    raise UserValueError(
-                        f'DepthKeypointMetric: {name} has shape {arr.shape}, '
-                        f'expected {shape} to match gt keypoints.')
+                    raise UserValueError(f'DepthKeypointMetric: {name} has shape {arr.shape}, '
+                                         f'expected {shape} to match gt keypoints.')
             if k != 9:
-                raise UserValueError(
-                    'DepthKeypointMetric: objectron_2d_error needs 9 '
-                    f'keypoints (centre + 8 box corners), got K={k}; check '
-                    'the dataset metainfo.')
+                raise UserValueError('DepthKeypointMetric: objectron_2d_error needs 9 '
+                                     f'keypoints (centre + 8 box corners), got K={k}; check '
+                                     'the dataset metainfo.')
             if 'ori_shape' not in sample:
-                raise UserValueError(
-                    'DepthKeypointMetric: data sample has no `ori_shape`; '
-                    "keep 'ori_shape' in PackPoseInputs meta_keys.")
+                raise UserValueError('DepthKeypointMetric: data sample has no `ori_shape`; '
+                                     "keep 'ori_shape' in PackPoseInputs meta_keys.")
             img_h, img_w = sample['ori_shape'][:2]
 
             if self.pck_normalize == 'frame':
@@ -129,21 +121,18 @@ class DepthKeypointMetric(BaseMetric):
             else:
                 bboxes = self._field(sample, 'gt_instances', 'bboxes')
                 bboxes = bboxes.reshape(n, 4)
-                norm = np.maximum(bboxes[:, 2] - bboxes[:, 0],
-                                  bboxes[:, 3] - bboxes[:, 1])
+                norm = np.maximum(bboxes[:, 2] - bboxes[:, 0], bboxes[:, 3] - bboxes[:, 1])
 
             wh = np.array([img_w, img_h], dtype=np.float64)
-            corner_err = np.linalg.norm(
-                (pred_kpts[:, 1:] - gt_kpts[:, 1:]) / wh, axis=-1)
+            corner_err = np.linalg.norm((pred_kpts[:, 1:] - gt_kpts[:, 1:]) / wh, axis=-1)
             # Objectron's filter: which true boxes its 2D error counts.
             gt_inst = sample.get('gt_instances', {})
-            centre_z = (_np(gt_inst['keypoints_3d']).reshape(n, k, 3)[:, 0, 2]
-                        if 'keypoints_3d' in gt_inst else gt_depth[:, 0])
+            centre_z = (
+                _np(gt_inst['keypoints_3d']).reshape(n, k, 3)[:, 0, 2]
+                if 'keypoints_3d' in gt_inst else gt_depth[:, 0])
             vis = float(sample.get('objectron_visibility', 1.0))
-            counted = np.array([
-                is_evaluated(vis, gt_kpts[i, 0] / wh, centre_z[i])
-                for i in range(n)
-            ], dtype=bool)
+            counted = np.array(
+                [is_evaluated(vis, gt_kpts[i, 0] / wh, centre_z[i]) for i in range(n)], dtype=bool)
             self.results.append(
                 dict(
                     err_px=np.linalg.norm(pred_kpts - gt_kpts, axis=-1),
@@ -181,7 +170,4 @@ class DepthKeypointMetric(BaseMetric):
                            'front of the camera); objectron_2d_error is NaN.')
             objectron_2d = float('nan')
         return dict(
-            mean_px_error=px,
-            PCK=pck,
-            mean_depth_error=depth,
-            objectron_2d_error=objectron_2d)
+            mean_px_error=px, PCK=pck, mean_depth_error=depth, objectron_2d_error=objectron_2d)

@@ -119,17 +119,17 @@ class ObjectronBoxMetric(BaseMetric):
             if pred.shape != gt.shape or pred.shape[1:] != (9, 2):
                 raise UserValueError(f'ObjectronBoxMetric: predicted keypoints {pred.shape} '
                                      f'and true keypoints {gt.shape} must both be (N, 9, 2).')
-            pred_3d = lift_keypoints(pred, pred_depth.reshape(pred.shape[:2]), k,
-                                     self.depth_type)
+            pred_3d = lift_keypoints(pred, pred_depth.reshape(pred.shape[:2]), k, self.depth_type)
             if gt_3d is None:
                 gt_3d = lift_keypoints(gt, gt_depth.reshape(gt.shape[:2]), k)
             gt_3d = gt_3d.reshape(-1, 9, 3)
             visibility = float(sample.get('objectron_visibility', 1.0))
             frame_index = sample.get('frame_index')
             for i in range(len(gt)):
-                row = dict(video_id=str(sample.get('video_id', '')),
-                           frame_index=-1 if frame_index is None else int(frame_index),
-                           evaluated=is_evaluated(visibility, gt[i, 0] / wh, gt_3d[i, 0, 2]))
+                row = dict(
+                    video_id=str(sample.get('video_id', '')),
+                    frame_index=-1 if frame_index is None else int(frame_index),
+                    evaluated=is_evaluated(visibility, gt[i, 0] / wh, gt_3d[i, 0, 2]))
                 if row['evaluated']:
                     row['iou_3d'] = box_iou_3d(pred_3d[i], gt_3d[i])
                     row['error_2d'] = projection_error_2d(pred[i] / wh, gt[i] / wh)
@@ -161,14 +161,18 @@ class ObjectronBoxMetric(BaseMetric):
         videos = OrderedDict()
         for r in evaluated:
             videos.setdefault(r['video_id'], []).append(r)
-        per_video = {v: dict(self._summary(rows), num_boxes=len(rows))
-                     for v, rows in videos.items()}
+        per_video = {
+            v: dict(self._summary(rows), num_boxes=len(rows))
+            for v, rows in videos.items()
+        }
         for key in ['iou_3d', 'error_2d'] + [f'AP@{t:g}' for t in self.iou_thresholds]:
             values = [m[key] for m in per_video.values()]
             metrics[f'video_{key}'] = float(np.mean(values)) if values else float('nan')
         if per_video:
-            lines = [f'{"video":<32} {"boxes":>5} {"IoU3D":>6} {"2D err":>7} '
-                     f'{"AP@" + format(self.iou_thresholds[0], "g"):>7}']
+            lines = [
+                f'{"video":<32} {"boxes":>5} {"IoU3D":>6} {"2D err":>7} '
+                f'{"AP@" + format(self.iou_thresholds[0], "g"):>7}'
+            ]
             for v, m in per_video.items():
                 lines.append(f'{v[:32]:<32} {m["num_boxes"]:>5} {m["iou_3d"]:>6.3f} '
                              f'{m["error_2d"]:>7.4f} '
