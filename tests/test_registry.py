@@ -82,6 +82,11 @@ CASES = {
     'CapeSequenceHead': ('MODELS', lambda d: cape_model_cfg()['head']),
     'CapeDataPreprocessor': ('MODELS', lambda d: cape_model_cfg()['data_preprocessor']),
     'DepthKeypointMetric': ('METRICS', lambda d: dict(type='DepthKeypointMetric')),
+    'ObjectronMultiVideoDataset': ('DATASETS', lambda d: dict(
+        type='ObjectronMultiVideoDataset', data_root=str(d['root'] / 'objectron'),
+        lazy_init=True, pipeline=[])),
+    'RandomBoxFlip': ('TRANSFORMS', lambda d: dict(type='RandomBoxFlip', prob=0.5)),
+    'ObjectronBoxMetric': ('METRICS', lambda d: dict(type='ObjectronBoxMetric')),
     'EpisodicPCKMetric': ('METRICS', lambda d: dict(type='EpisodicPCKMetric')),
     'DeviceResidentTrainLoop': ('LOOPS', lambda d: dict(
         type='DeviceResidentTrainLoop', max_epochs=1, dataloader=torch.utils.data.DataLoader(
@@ -96,7 +101,6 @@ CASES = {
         type='KeyposeCheckpointHook', interval=1, max_keep_ckpts=1, save_best='bottle/PCK',
         rule='greater')),
     'NonFiniteLossHook': ('HOOKS', lambda d: dict(type='NonFiniteLossHook', action='skip')),
-    'SapiensLoRAMergeHook': ('HOOKS', lambda d: dict(type='SapiensLoRAMergeHook')),
     'SapiensPhaseSwitchHook': ('HOOKS', lambda d: dict(
         type='SapiensPhaseSwitchHook', switch_epoch=10, phase2=dict(trainable_layers=2))),
     'BottleBoxVisualizer': ('VISUALIZERS', lambda d: dict(
