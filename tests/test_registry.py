@@ -101,6 +101,7 @@ CASES = {
         type='KeyposeCheckpointHook', interval=1, max_keep_ckpts=1, save_best='bottle/PCK',
         rule='greater')),
     'NonFiniteLossHook': ('HOOKS', lambda d: dict(type='NonFiniteLossHook', action='skip')),
+    'SapiensLoRAMergeHook': ('HOOKS', lambda d: dict(type='SapiensLoRAMergeHook')),
     'SapiensPhaseSwitchHook': ('HOOKS', lambda d: dict(
         type='SapiensPhaseSwitchHook', switch_epoch=10, phase2=dict(trainable_layers=2))),
     'BottleBoxVisualizer': ('VISUALIZERS', lambda d: dict(
