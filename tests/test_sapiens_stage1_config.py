@@ -173,6 +173,18 @@ def test_tiny_training_then_merged_checkpoint_in_tools_test_and_init_model(tmp_p
     out = cv2.imread(drawn[0])
     assert out is not None and out.shape[:2] == src.shape[:2]
     assert np.abs(out.astype(int) - src.astype(int)).mean() > 1  # skeleton drawn on it
+    # the full-offload route's second run starts from the merged phase-1 weights (the
+    # KeyposeRunner loads load_from strictly); on a CPU without FSDP, which needs a GPU
+    full = _full_offload_config(tmp_path / 'full')
+    full.runner_type = 'KeyposeRunner'
+    full.pop('strategy')
+    full.load_from = merged
+    runner = build_runner(full)
+    runner.train()
+    bb = runner.model.backbone
+    assert bb.finetune_mode == 'full' and all(p.requires_grad for p in bb.parameters())
+    assert not torch.equal(bb.patch_embed.projection.weight.float(),
+                           sd['backbone.patch_embed.projection.weight'].float())
 
 
 def _full_offload_config(tmp_path, extra=''):
