@@ -1,5 +1,7 @@
 """Measure GPU memory and step time of every Sapiens phase and phase-2 route under a cap.
 
+(About 300 lines: one command builds each route the way training builds it.)
+
     python benchmarks/sapiens_memory.py            # one command, < 5 min on one large GPU
 
 Without ``--checkpoint`` it first traces a random-weight Sapiens-1B with the structure of
