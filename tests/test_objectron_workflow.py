@@ -16,10 +16,10 @@ CONFIG = osp.join(ROOT, 'configs', 'objectron', 'objectron_res18_synthetic_cpu_d
 
 @pytest.mark.slow
 def test_train_and_test_with_show_dir(tmp_path):
-    make_objectron_multivideo(str(tmp_path / 'src'), num_videos=4, num_frames=6,
-                              size=(72, 96), box_scale=(1.6, 2.0))
-    summary = convert_objectron_clips(str(tmp_path / 'src'), str(tmp_path / 'data'),
-                                      split=(0.5, 0.25, 0.25), progress=False)
+    make_objectron_multivideo(
+        str(tmp_path / 'src'), num_videos=4, num_frames=6, size=(72, 96), box_scale=(1.6, 2.0))
+    summary = convert_objectron_clips(
+        str(tmp_path / 'src'), str(tmp_path / 'data'), split=(0.5, 0.25, 0.25), progress=False)
     cfg = Config.fromfile(CONFIG)
     cfg.work_dir = str(tmp_path / 'work')
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -32,13 +32,11 @@ def test_train_and_test_with_show_dir(tmp_path):
     runner.train()
 
     cfg.load_from = osp.join(cfg.work_dir, 'epoch_2.pth')
-    cfg.default_hooks.visualization = dict(type='PoseVisualizationHook', enable=True,
-                                           out_dir='vis')
+    cfg.default_hooks.visualization = dict(type='PoseVisualizationHook', enable=True, out_dir='vis')
     tester = RUNNERS.build(cfg)
     metrics = tester.test()
     assert metrics['objectron/num_boxes'] == 6  # one test video of 6 frames
-    for key in ('iou_3d', 'AP@0.5', 'error_2d', 'azimuth_error', 'elevation_error',
-                'video_iou_3d'):
+    for key in ('iou_3d', 'AP@0.5', 'error_2d', 'azimuth_error', 'elevation_error', 'video_iou_3d'):
         assert f'objectron/{key}' in metrics
     assert 0 <= metrics['objectron/iou_3d'] <= 1
     vis_dir = osp.join(cfg.work_dir, tester.timestamp, 'vis')
