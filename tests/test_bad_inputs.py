@@ -14,6 +14,7 @@ import json
 import os
 import os.path as osp
 import shutil
+import sys
 from contextlib import contextmanager
 from itertools import count
 
@@ -335,32 +336,32 @@ def test_train_auto_scale_lr_without_base(env, tmp_path, capsys):
     assert_clean_failure(code, err, before, tmp_path, 'base_batch_size')
 
 
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(os.path.join(sys.argv[1], '.keypose_run.lock'), os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.lockf(fd, fcntl.LOCK_EX)
+os.write(fd, b'4242 on otherhost\\n')
+print('locked', flush=True)
+time.sleep(120)
+"""
+
+
 def test_train_work_dir_in_use(env, tmp_path, capsys):
-    import fcntl
+    """A running training holds the work dir's lock (a plain process stands in)."""
+    import subprocess
     work = tmp_path / 'w'
     work.mkdir()
-    pid = os.fork()
-    if pid == 0:  # a child holds the lock, as a running training would
-        fd = os.open(work / '.keypose_run.lock', os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.lockf(fd, fcntl.LOCK_EX)
-        os.write(fd, b'4242 on otherhost\n')
-        (work / 'held').write_text('1')
-        import time
-        time.sleep(60)
-        os._exit(0)
+    holder = subprocess.Popen([sys.executable, '-c', HOLD_LOCK, str(work)],
+                              stdout=subprocess.PIPE, text=True)
     try:
-        for _ in range(500):
-            if (work / 'held').exists():
-                break
-            import time
-            time.sleep(0.01)
+        assert holder.stdout.readline().strip() == 'locked'
         before = _state(tmp_path)
         code, err = run_tool(capsys, 'train', *_bottle_args(env, work))
         assert_clean_failure(code, err, before, tmp_path, str(work),
                              'in use by another training run (process 4242 on otherhost)')
     finally:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
+        holder.kill()
+        holder.wait()
 
 
 def test_train_data_root_missing(env, tmp_path, capsys):
