@@ -1,7 +1,7 @@
 """CAPE throughput: training and validation episodes/s, and decoding time vs keypoint count.
 
-    python benchmarks/cape_throughput.py [--config configs/cape/capeseq_res50_mp100-split1-1shot-256x256.py]
-        [--train-steps 30] [--val-batches 10] [--decode-reps 5] [--workers N] [--json out.json]
+    python benchmarks/cape_throughput.py [--config CONFIG] [--train-steps 30]
+        [--val-batches 10] [--decode-reps 5] [--workers N] [--json out.json]
     python benchmarks/cape_throughput.py --tiny     # CPU smoke: tiny model, 64x64, few steps
 
 Runs the config's own components on a synthetic MP-100 written to a temporary folder

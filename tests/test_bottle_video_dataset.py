@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmpose.registry import DATASETS
 from torch.utils.data import DataLoader
@@ -161,8 +160,8 @@ def test_frames_of_different_sizes_are_padded_in_the_cache(data_root):
     cache_dir = data_root.parent / 'elsewhere'
     ds = _build(data_root, cache=True, cache_dir=str(cache_dir), pipeline=[])
     (npy, ) = os.listdir(cache_dir)
-    assert np.load(cache_dir / npy, mmap_mode='r').shape == (NUM_FRAMES, 64,
-                                                              96, 3)
+    shape = np.load(cache_dir / npy, mmap_mode='r').shape
+    assert shape == (NUM_FRAMES, 64, 96, 3)
     info = ds.get_data_info(1)
     assert info['img_shape'] == (40, 48)
     np.testing.assert_array_equal(info['img'], cv2.imread(str(small)))

@@ -79,7 +79,7 @@ class DepthKeypointCodec(BaseKeypointCodec):
                 f'number of metres per unit, got {depth_scale!r}.')
         if not np.isfinite(depth_offset):
             raise UserValueError('DepthKeypointCodec: `depth_offset` must be '
-                             f'finite, got {depth_offset!r}.')
+                                 f'finite, got {depth_offset!r}.')
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.depth_scale = float(depth_scale)
         self.depth_offset = float(depth_offset)

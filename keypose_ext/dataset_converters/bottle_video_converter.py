@@ -372,9 +372,10 @@ def convert_video_to_bottle_data(video: str,
                     frame['keypoints'] = frame['keypoints_norm'] * np.array(
                         [width, height], np.float64)
                 file_name = f'{idx:06d}.jpg'
-                if not cv2.imwrite(
-                        osp.join(tmp_dir, 'images', file_name), img,
-                    [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]):
+                written = cv2.imwrite(
+                    osp.join(tmp_dir, 'images', file_name), img,
+                    [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+                if not written:
                     raise UserRuntimeError(
                         f'Cannot write {file_name} under {tmp_dir} (disk '
                         'full or not writable); free space or pass another '

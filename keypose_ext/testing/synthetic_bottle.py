@@ -210,11 +210,11 @@ def render_synthetic_bottle_video(video_path: str,
     width, height = int(size[0]), int(size[1])
     if num_frames < 1 or width < 16 or height < 16:
         raise UserValueError('Need num_frames >= 1 and a frame of at least '
-                         f'16x16 pixels, got {num_frames} and {size}.')
+                             f'16x16 pixels, got {num_frames} and {size}.')
     ext = osp.splitext(video_path)[1].lower()
     if ext not in _CODECS:
         raise UserValueError(f'{video_path}: use a .mp4 (mp4v) or .avi (MJPG) '
-                         'file name.')
+                             'file name.')
     rng = np.random.default_rng(seed)
     camera = PinholeCamera.for_size(width, height)
     textures = _face_textures(rng)
@@ -364,7 +364,7 @@ def make_bottle_dataset(out_dir: str,
     """
     if annotation_format not in ('json', 'objectron'):
         raise UserValueError('annotation_format must be "json" or "objectron", '
-                         f'got {annotation_format!r}.')
+                             f'got {annotation_format!r}.')
     with tempfile.TemporaryDirectory() as tmp:
         src = source_dir or tmp
         os.makedirs(src, exist_ok=True)

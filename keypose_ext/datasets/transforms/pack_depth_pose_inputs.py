@@ -5,6 +5,8 @@ import torch
 from mmpose.datasets.transforms import PackPoseInputs
 from mmpose.registry import TRANSFORMS
 
+from keypose_ext.utils.errors import UserValueError
+
 
 @TRANSFORMS.register_module()
 class PackDepthPoseInputs(PackPoseInputs):
@@ -37,8 +39,8 @@ class PackDepthPoseInputs(PackPoseInputs):
         if img.ndim == 2:
             img = img[..., None]
         if img.ndim != 3:
-            raise ValueError('PackDepthPoseInputs: a tensor img must be '
-                             f'(H, W, C) or (H, W), got {tuple(img.shape)}.')
+            raise UserValueError('PackDepthPoseInputs: a tensor img must be '
+                                 f'(H, W, C) or (H, W), got {tuple(img.shape)}.')
         # The parent packs everything but the image; a 1-pixel placeholder
         # keeps it on its image branch, then the real tensor replaces it.
         packed = super().transform(
