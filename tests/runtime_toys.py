@@ -33,7 +33,7 @@ class ToyModel(BaseModel):
         inputs = torch.stack(inputs) if isinstance(inputs, list) else inputs
         out = self.fc(self.dropout(inputs))
         if mode == 'loss':
-            return dict(loss=((out - inputs.sum(1, keepdim=True)) ** 2).mean())
+            return dict(loss=((out - inputs.sum(1, keepdim=True))**2).mean())
         preds = []
         for value in out.detach():
             kpt = np.full((1, 1, 2), np.nan if self.nan_predictions else float(value))
@@ -67,24 +67,41 @@ class ToyPCK(BaseMetric):
         return dict(PCK=float(np.mean(results)))
 
 
-def toy_cfg(work_dir, max_epochs=2, checkpoint=None, n=8, batch_size=2, shuffle=False,
-            validate=False, bad=(), hooks=None, **extra):
-    loader = dict(dataset=ToyData(n, bad), batch_size=batch_size, num_workers=0,
-                  sampler=dict(type='DefaultSampler', shuffle=shuffle),
-                  collate_fn=dict(type='default_collate'))
+def toy_cfg(work_dir,
+            max_epochs=2,
+            checkpoint=None,
+            n=8,
+            batch_size=2,
+            shuffle=False,
+            validate=False,
+            bad=(),
+            hooks=None,
+            **extra):
+    loader = dict(
+        dataset=ToyData(n, bad),
+        batch_size=batch_size,
+        num_workers=0,
+        sampler=dict(type='DefaultSampler', shuffle=shuffle),
+        collate_fn=dict(type='default_collate'))
     cfg = dict(
-        model=ToyModel(), work_dir=str(work_dir), train_dataloader=loader,
+        model=ToyModel(),
+        work_dir=str(work_dir),
+        train_dataloader=loader,
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=1e-3)),
         train_cfg=dict(type='KeyposeEpochBasedTrainLoop', max_epochs=max_epochs),
         default_hooks=dict(
             checkpoint=checkpoint or dict(type='KeyposeCheckpointHook', interval=1),
-            logger=dict(type='LoggerHook', interval=1), **(hooks or {})),
-        randomness=dict(seed=0), default_scope='mmpose', log_level='WARNING',
+            logger=dict(type='LoggerHook', interval=1),
+            **(hooks or {})),
+        randomness=dict(seed=0),
+        default_scope='mmpose',
+        log_level='WARNING',
         experiment_name=f'toy{next(_names)}')
     if validate:
-        cfg.update(val_dataloader=dict(loader, sampler=dict(type='DefaultSampler',
-                                                            shuffle=False)),
-                   val_cfg=dict(), val_evaluator=dict(type=ToyPCK))
+        cfg.update(
+            val_dataloader=dict(loader, sampler=dict(type='DefaultSampler', shuffle=False)),
+            val_cfg=dict(),
+            val_evaluator=dict(type=ToyPCK))
     cfg.update(extra)
     return cfg
 

@@ -155,16 +155,17 @@ def env(tmp_path_factory):
     data = root / 'bottle'
     make_bottle_dataset(str(data), num_frames=16, size=(96, 72), seed=3)
     mp100 = root / 'mp100'
-    make_synthetic_mp100(str(mp100), keypoint_counts=(3, 5, 8, 4), images_per_category=4,
-                         seed=0)
+    make_synthetic_mp100(str(mp100), keypoint_counts=(3, 5, 8, 4), images_per_category=4, seed=0)
     work = root / 'trained'
     train = _tool('train')
     with pytest.raises(SystemExit) as exc:
         run_main(lambda: train.main([
-            BOTTLE, '--work-dir', str(work), '--no-validate', '--cfg-options',
-            f'train_dataloader.dataset.data_root={data}', 'train_cfg.max_epochs=1',
-            'train_dataloader.batch_size=16', 'experiment_name=bad_inputs_trained',
-            'visualizer.name=bad_inputs_trained']))
+            BOTTLE, '--work-dir',
+            str(work
+                ), '--no-validate', '--cfg-options', f'train_dataloader.dataset.data_root={data}',
+            'train_cfg.max_epochs=1', 'train_dataloader.batch_size=16',
+            'experiment_name=bad_inputs_trained', 'visualizer.name=bad_inputs_trained'
+        ]))
     assert exc.value.code == 0
     ckpt = work / 'epoch_1.pth'
     files = _bad_checkpoints(root / 'ckpts', ckpt)
@@ -174,33 +175,41 @@ def env(tmp_path_factory):
 def _bad_checkpoints(folder, good):
     folder.mkdir()
     blob = good.read_bytes()
-    out = dict(empty=folder / 'empty.pth', truncated=folder / 'truncated.pth',
-               random=folder / 'random.pth', refused=folder / 'refused.pth',
-               weights=folder / 'weights_only.pth', other=folder / 'other_model.pth')
+    out = dict(
+        empty=folder / 'empty.pth',
+        truncated=folder / 'truncated.pth',
+        random=folder / 'random.pth',
+        refused=folder / 'refused.pth',
+        weights=folder / 'weights_only.pth',
+        other=folder / 'other_model.pth')
     out['empty'].write_bytes(b'')
     out['truncated'].write_bytes(blob[:len(blob) // 3])
     out['random'].write_bytes(np.random.default_rng(0).bytes(1 << 16))
 
     class Evil:
+
         def __reduce__(self):
-            return os.system, ('echo pwned',)
+            return os.system, ('echo pwned', )
 
     torch.save({'state_dict': {}, 'meta': {}, 'x': Evil()}, out['refused'])
     state = torch.load(good, map_location='cpu', weights_only=False)
     torch.save({'state_dict': state['state_dict']}, out['weights'])
-    state['state_dict'] = {('backbone.extra.' + k if 'layer4' in k else k): v
-                           for k, v in state['state_dict'].items()}
+    state['state_dict'] = {
+        ('backbone.extra.' + k if 'layer4' in k else k): v
+        for k, v in state['state_dict'].items()
+    }
     torch.save(state, out['other'])
     return {f'{k}_ckpt': v for k, v in out.items()}
 
 
 def _bottle_args(env, work, data=None, *extra_cfg):
     data = data or env['data']
-    return [BOTTLE, '--work-dir', work, '--no-validate', '--cfg-options',
-            f'train_dataloader.dataset.data_root={data}',
-            f'val_dataloader.dataset.data_root={data}',
-            f'test_dataloader.dataset.data_root={data}',
-            'train_cfg.max_epochs=1', 'train_dataloader.batch_size=16', *extra_cfg]
+    return [
+        BOTTLE, '--work-dir', work, '--no-validate', '--cfg-options',
+        f'train_dataloader.dataset.data_root={data}', f'val_dataloader.dataset.data_root={data}',
+        f'test_dataloader.dataset.data_root={data}', 'train_cfg.max_epochs=1',
+        'train_dataloader.batch_size=16', *extra_cfg
+    ]
 
 
 def _copy_data(env, tmp_path):
@@ -245,8 +254,9 @@ def test_train_config_missing_base(env, tmp_path, capsys):
 
 def test_train_cfg_options_bad_index(env, tmp_path, capsys):
     before = _state(tmp_path)
-    code, err = run_tool(capsys, 'train', *_bottle_args(
-        env, tmp_path / 'w', None, 'train_dataloader.dataset.pipeline.99.type=X'))
+    code, err = run_tool(
+        capsys, 'train',
+        *_bottle_args(env, tmp_path / 'w', None, 'train_dataloader.dataset.pipeline.99.type=X'))
     assert_clean_failure(code, err, before, tmp_path, '--cfg-options')
 
 
@@ -268,8 +278,7 @@ def test_train_work_dir_read_only(env, tmp_path, capsys, monkeypatch):
 def test_train_resume_with_nothing_to_resume(env, tmp_path, capsys):
     before = _state(tmp_path)
     code, err = run_tool(capsys, 'train', *_bottle_args(env, tmp_path / 'w'), '--resume')
-    assert_clean_failure(code, err, before, tmp_path, 'nothing to resume',
-                         str(tmp_path / 'w'))
+    assert_clean_failure(code, err, before, tmp_path, 'nothing to resume', str(tmp_path / 'w'))
 
 
 def test_train_resume_missing_file(env, tmp_path, capsys):
@@ -317,22 +326,25 @@ def test_train_resume_dangling_last_checkpoint(env, tmp_path, capsys):
 
 def test_train_load_from_truncated(env, tmp_path, capsys):
     before = _state(tmp_path)
-    code, err = run_tool(capsys, 'train', *_bottle_args(
-        env, tmp_path / 'w', None, f'load_from={env["truncated_ckpt"]}'))
+    code, err = run_tool(
+        capsys, 'train',
+        *_bottle_args(env, tmp_path / 'w', None, f'load_from={env["truncated_ckpt"]}'))
     assert_clean_failure(code, err, before, tmp_path, env['truncated_ckpt'], 'truncated')
 
 
 def test_train_amp_with_another_optim_wrapper(env, tmp_path, capsys):
     before = _state(tmp_path)
-    code, err = run_tool(capsys, 'train', *_bottle_args(
-        env, tmp_path / 'w', None, 'optim_wrapper.type=ApexOptimWrapper'), '--amp')
+    code, err = run_tool(
+        capsys, 'train',
+        *_bottle_args(env, tmp_path / 'w', None, 'optim_wrapper.type=ApexOptimWrapper'), '--amp')
     assert_clean_failure(code, err, before, tmp_path, '--amp', 'ApexOptimWrapper')
 
 
 def test_train_auto_scale_lr_without_base(env, tmp_path, capsys):
     before = _state(tmp_path)
-    code, err = run_tool(capsys, 'train', *_bottle_args(
-        env, tmp_path / 'w', None, 'auto_scale_lr.base_batch_size=0'), '--auto-scale-lr')
+    code, err = run_tool(
+        capsys, 'train', *_bottle_args(env, tmp_path / 'w', None,
+                                       'auto_scale_lr.base_batch_size=0'), '--auto-scale-lr')
     assert_clean_failure(code, err, before, tmp_path, 'base_batch_size')
 
 
@@ -351,8 +363,10 @@ def test_train_work_dir_in_use(env, tmp_path, capsys):
     import subprocess
     work = tmp_path / 'w'
     work.mkdir()
-    holder = subprocess.Popen([sys.executable, '-c', HOLD_LOCK, str(work)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, '-c', HOLD_LOCK,
+                               str(work)],
+                              stdout=subprocess.PIPE,
+                              text=True)
     try:
         assert holder.stdout.readline().strip() == 'locked'
         before = _state(tmp_path)
@@ -366,8 +380,7 @@ def test_train_work_dir_in_use(env, tmp_path, capsys):
 
 def test_train_data_root_missing(env, tmp_path, capsys):
     before = _state(tmp_path)
-    code, err = run_tool(capsys, 'train', *_bottle_args(env, tmp_path / 'w',
-                                                        tmp_path / 'no_data'))
+    code, err = run_tool(capsys, 'train', *_bottle_args(env, tmp_path / 'w', tmp_path / 'no_data'))
     assert_clean_failure(code, err, before, tmp_path, 'no_data')
 
 
@@ -399,8 +412,7 @@ def test_train_negative_depth(env, tmp_path, capsys):
     assert_clean_failure(code, err, before, tmp_path, 'annotations.json', 'keypoints_depth')
 
 
-@pytest.mark.parametrize('content', [b'', b'\x89PNG random bytes' * 10],
-                         ids=['empty', 'random'])
+@pytest.mark.parametrize('content', [b'', b'\x89PNG random bytes' * 10], ids=['empty', 'random'])
 def test_train_bad_frame_image(env, tmp_path, capsys, content):
     data = _copy_data(env, tmp_path)
     frame = sorted((data / 'images').iterdir())[3]
@@ -415,13 +427,14 @@ def test_train_read_only_data_root_and_cache_dir(env, tmp_path, capsys, monkeypa
     (tmp_path / 'ro_cache').mkdir()
     before = _state(tmp_path)
     with read_only(monkeypatch, data), read_only(monkeypatch, tmp_path / 'ro_cache'):
-        code, err = run_tool(capsys, 'train', *_bottle_args(
-            env, tmp_path / 'w', data, f'train_dataloader.dataset.cache_dir={tmp_path}/ro_cache'))
+        code, err = run_tool(
+            capsys, 'train',
+            *_bottle_args(env, tmp_path / 'w', data,
+                          f'train_dataloader.dataset.cache_dir={tmp_path}/ro_cache'))
     assert_clean_failure(code, err, before, tmp_path, 'ro_cache', 'cache_dir')
 
 
-def test_train_read_only_data_root_falls_back_to_the_user_cache(env, tmp_path, capsys,
-                                                                monkeypatch):
+def test_train_read_only_data_root_falls_back_to_the_user_cache(env, tmp_path, capsys, monkeypatch):
     # not an error: the frame cache goes to $XDG_CACHE_HOME, with a warning
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
     data = _copy_data(env, tmp_path)
@@ -436,9 +449,10 @@ def test_train_read_only_data_root_falls_back_to_the_user_cache(env, tmp_path, c
 def test_train_non_finite_loss_stops_with_one_line(env, tmp_path, capsys):
     work = tmp_path / 'w'
     before = _state(tmp_path)
-    code, err = run_tool(capsys, 'train', *_bottle_args(
-        env, work, None, 'optim_wrapper.optimizer.lr=1e30', 'train_cfg.max_epochs=4',
-        'train_dataloader.batch_size=8'))
+    code, err = run_tool(
+        capsys, 'train',
+        *_bottle_args(env, work, None, 'optim_wrapper.optimizer.lr=1e30', 'train_cfg.max_epochs=4',
+                      'train_dataloader.batch_size=8'))
     assert_clean_failure(code, err, before, tmp_path, 'non-finite loss (loss=',
                          'training stopped before the optimizer step')
     assert 'iteration ' in err.splitlines()[-1]
@@ -446,8 +460,10 @@ def test_train_non_finite_loss_stops_with_one_line(env, tmp_path, capsys):
 
 # ------------------------------------------------------------- tools/test.py cases
 def _test_args(env, work, ckpt, *extra):
-    return [BOTTLE, ckpt, '--work-dir', work, '--cfg-options',
-            f'test_dataloader.dataset.data_root={env["data"]}', *extra]
+    return [
+        BOTTLE, ckpt, '--work-dir', work, '--cfg-options',
+        f'test_dataloader.dataset.data_root={env["data"]}', *extra
+    ]
 
 
 def test_test_checkpoint_missing(env, tmp_path, capsys):
@@ -471,16 +487,15 @@ def test_test_checkpoint_is_a_folder(env, tmp_path, capsys):
 ])
 def test_test_bad_checkpoint(env, tmp_path, capsys, kind, needle):
     before = _state(tmp_path)
-    code, err = run_tool(capsys, 'test', *_test_args(env, tmp_path / 'w',
-                                                     env[f'{kind}_ckpt']))
+    code, err = run_tool(capsys, 'test', *_test_args(env, tmp_path / 'w', env[f'{kind}_ckpt']))
     assert_clean_failure(code, err, before, tmp_path, env[f'{kind}_ckpt'], needle)
 
 
 def test_test_checkpoint_of_another_model_needs_load_partial(env, tmp_path, capsys):
     before = _state(tmp_path)
     code, err = run_tool(capsys, 'test', *_test_args(env, tmp_path / 'w', env['other_ckpt']))
-    assert_clean_failure(code, err, before, tmp_path, env['other_ckpt'],
-                         'does not fit the model', '--load-partial')
+    assert_clean_failure(code, err, before, tmp_path, env['other_ckpt'], 'does not fit the model',
+                         '--load-partial')
     # the flag lets it through (the control)
     code, err = run_tool(capsys, 'test', *_test_args(env, tmp_path / 'w2', env['other_ckpt']),
                          '--load-partial')
@@ -489,8 +504,8 @@ def test_test_checkpoint_of_another_model_needs_load_partial(env, tmp_path, caps
 
 def test_test_out_not_a_pickle(env, tmp_path, capsys):
     before = _state(tmp_path)
-    code, err = run_tool(capsys, 'test', *_test_args(env, tmp_path / 'w', env['ckpt']),
-                         '--out', tmp_path / 'res.json')
+    code, err = run_tool(capsys, 'test', *_test_args(env, tmp_path / 'w', env['ckpt']), '--out',
+                         tmp_path / 'res.json')
     assert_clean_failure(code, err, before, tmp_path, '--out', '.pkl')
 
 
@@ -518,16 +533,16 @@ def test_test_data_root_missing(env, tmp_path, capsys):
 # ------------------------------------------------------------------ CAPE workflow
 def _cape_args(env, work, data=None, *extra):
     data = data or env['mp100']
-    return [CAPE, '--work-dir', work, '--no-validate', '--cfg-options',
-            f'train_dataloader.dataset.data_root={data}',
-            f'val_dataloader.dataset.data_root={data}',
-            f'test_dataloader.dataset.data_root={data}', 'train_cfg.max_epochs=1', *extra]
+    return [
+        CAPE, '--work-dir', work, '--no-validate', '--cfg-options',
+        f'train_dataloader.dataset.data_root={data}', f'val_dataloader.dataset.data_root={data}',
+        f'test_dataloader.dataset.data_root={data}', 'train_cfg.max_epochs=1', *extra
+    ]
 
 
 def test_cape_data_root_missing(env, tmp_path, capsys):
     before = _state(tmp_path)
-    code, err = run_tool(capsys, 'train', *_cape_args(env, tmp_path / 'w',
-                                                      tmp_path / 'no_mp100'))
+    code, err = run_tool(capsys, 'train', *_cape_args(env, tmp_path / 'w', tmp_path / 'no_mp100'))
     assert_clean_failure(code, err, before, tmp_path, 'no_mp100')
 
 
@@ -543,16 +558,15 @@ def test_cape_malformed_annotation(env, tmp_path, capsys):
 
 def test_cape_test_truncated_checkpoint(env, tmp_path, capsys):
     before = _state(tmp_path)
-    code, err = run_tool(capsys, 'test', CAPE, env['truncated_ckpt'], '--work-dir',
-                         tmp_path / 'w', '--cfg-options',
-                         f'test_dataloader.dataset.data_root={env["mp100"]}')
+    code, err = run_tool(capsys, 'test', CAPE, env['truncated_ckpt'], '--work-dir', tmp_path / 'w',
+                         '--cfg-options', f'test_dataloader.dataset.data_root={env["mp100"]}')
     assert_clean_failure(code, err, before, tmp_path, env['truncated_ckpt'], 'truncated')
 
 
 def test_cape_debug_unknown_category(env, tmp_path, capsys):
     before = _state(tmp_path)
-    code, err = run_tool(capsys, 'train', *_cape_args(env, tmp_path / 'w'),
-                         '--debug-single-image', '987654')
+    code, err = run_tool(capsys, 'train', *_cape_args(env, tmp_path / 'w'), '--debug-single-image',
+                         '987654')
     assert_clean_failure(code, err, before, tmp_path, '987654')
 
 
@@ -567,8 +581,8 @@ def test_sapiens_pretrained_missing(env, tmp_path, capsys):
     make_synthetic_coco(str(tmp_path / 'coco'), num_images=dict(train=2, val=2))
     cfg = _sapiens_config(tmp_path, tmp_path / 'no_sapiens.pt2', tmp_path / 'coco')
     before = _state(tmp_path)
-    code, err = run_tool(capsys, 'train', cfg, '--work-dir', tmp_path / 'w',
-                         '--cfg-options', 'train_cfg.max_epochs=1')
+    code, err = run_tool(capsys, 'train', cfg, '--work-dir', tmp_path / 'w', '--cfg-options',
+                         'train_cfg.max_epochs=1')
     assert_clean_failure(code, err, before, tmp_path, 'no_sapiens.pt2')
 
 
@@ -579,8 +593,8 @@ def test_sapiens_pretrained_corrupt(env, tmp_path, capsys):
     bad.write_bytes(b'PK\x03\x04 not really a zip' * 50)
     cfg = _sapiens_config(tmp_path, bad, tmp_path / 'coco')
     before = _state(tmp_path)
-    code, err = run_tool(capsys, 'train', cfg, '--work-dir', tmp_path / 'w',
-                         '--cfg-options', 'train_cfg.max_epochs=1')
+    code, err = run_tool(capsys, 'train', cfg, '--work-dir', tmp_path / 'w', '--cfg-options',
+                         'train_cfg.max_epochs=1')
     assert_clean_failure(code, err, before, tmp_path, 'sapiens.pt2')
 
 
@@ -589,8 +603,8 @@ def test_sapiens_coco_annotations_missing(env, tmp_path, capsys):
     trace, _ = make_tiny_trace(tmp_path / 'tiny.pt2')
     cfg = _sapiens_config(tmp_path, trace, tmp_path / 'no_coco')
     before = _state(tmp_path)
-    code, err = run_tool(capsys, 'train', cfg, '--work-dir', tmp_path / 'w',
-                         '--cfg-options', 'train_cfg.max_epochs=1')
+    code, err = run_tool(capsys, 'train', cfg, '--work-dir', tmp_path / 'w', '--cfg-options',
+                         'train_cfg.max_epochs=1')
     assert_clean_failure(code, err, before, tmp_path, 'no_coco')
 
 
@@ -624,8 +638,8 @@ def video(tmp_path_factory):
 
 def test_converter_video_missing(video, tmp_path, capsys):
     before = _state(tmp_path)
-    code, err = _converter(capsys, tmp_path / 'none.mp4', '--annotations',
-                           video / 'clip.json', '--out-dir', tmp_path / 'out')
+    code, err = _converter(capsys, tmp_path / 'none.mp4', '--annotations', video / 'clip.json',
+                           '--out-dir', tmp_path / 'out')
     assert_clean_failure(code, err, before, tmp_path, 'none.mp4')
 
 
@@ -649,8 +663,8 @@ def test_converter_malformed_annotations(video, tmp_path, capsys):
 def test_converter_video_random_bytes(video, tmp_path, capsys):
     (tmp_path / 'noise.mp4').write_bytes(np.random.default_rng(1).bytes(4096))
     before = _state(tmp_path)
-    code, err = _converter(capsys, tmp_path / 'noise.mp4', '--annotations',
-                           video / 'clip.json', '--out-dir', tmp_path / 'out')
+    code, err = _converter(capsys, tmp_path / 'noise.mp4', '--annotations', video / 'clip.json',
+                           '--out-dir', tmp_path / 'out')
     assert_clean_failure(code, err, before, tmp_path, 'noise.mp4')
     assert not (tmp_path / 'out' / 'annotations.json').exists()
 
@@ -658,8 +672,8 @@ def test_converter_video_random_bytes(video, tmp_path, capsys):
 def test_download_coco_malformed_manifest(tmp_path, capsys):
     (tmp_path / 'manifest.json').write_text('{"val": {"size": ')
     before = _state(tmp_path)
-    code, err = run_tool(capsys, 'download_coco', '--data-root', tmp_path / 'coco',
-                         '--manifest', tmp_path / 'manifest.json', '--parts', 'val')
+    code, err = run_tool(capsys, 'download_coco', '--data-root', tmp_path / 'coco', '--manifest',
+                         tmp_path / 'manifest.json', '--parts', 'val')
     assert_clean_failure(code, err, before, tmp_path, 'manifest.json', status=(1, 2))
 
 
@@ -670,9 +684,9 @@ def test_download_coco_corrupt_zip_without_checksum(tmp_path, capsys):
     manifest = tmp_path / 'manifest.json'
     manifest.write_text(json.dumps({'val': dict(size=504, md5=None, count=1)}))
     before = _state(tmp_path)
-    code, err = run_tool(capsys, 'download_coco', '--data-root', tmp_path / 'coco',
-                         '--manifest', manifest, '--parts', 'val', '--no-checksum',
-                         '--base-url', (tmp_path / 'mirror').as_uri())
+    code, err = run_tool(capsys, 'download_coco', '--data-root', tmp_path / 'coco', '--manifest',
+                         manifest, '--parts', 'val', '--no-checksum', '--base-url',
+                         (tmp_path / 'mirror').as_uri())
     assert_clean_failure(code, err, before, tmp_path, 'val2017.zip', status=(1, 2))
 
 

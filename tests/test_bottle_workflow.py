@@ -50,6 +50,7 @@ def trained(tmp_path_factory):
     losses = []
 
     class Recorder(Hook):  # every iteration's loss
+
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
             losses.append(outputs['loss'].item())
 
@@ -72,7 +73,10 @@ def _last_ckpt(work):
 
 
 def _tool(*args):
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, *args],
+                          cwd=ROOT,
+                          capture_output=True,
+                          text=True,
                           timeout=600)
 
 
@@ -81,9 +85,8 @@ def test_resume_continues_from_the_last_checkpoint(trained):
     data = trained['root'] / 'data'
     res = _tool('tools/train.py', CONFIG, '--work-dir', str(work), '--resume', '--cfg-options',
                 f'train_dataloader.dataset.data_root={data}',
-                f'val_dataloader.dataset.data_root={data}',
-                f'train_cfg.max_epochs={EPOCHS + 2}', f'train_cfg.val_interval={EPOCHS + 2}',
-                'default_hooks.checkpoint.interval=1')
+                f'val_dataloader.dataset.data_root={data}', f'train_cfg.max_epochs={EPOCHS + 2}',
+                f'train_cfg.val_interval={EPOCHS + 2}', 'default_hooks.checkpoint.interval=1')
     assert res.returncode == 0, res.stderr[-3000:]
     assert f'resumed epoch: {EPOCHS}' in res.stdout + res.stderr
     assert osp.isfile(work / f'epoch_{EPOCHS + 2}.pth')
@@ -93,9 +96,8 @@ def test_resume_continues_from_the_last_checkpoint(trained):
 def test_tools_test_writes_box_frames(trained):
     work = trained['root'] / 'work'
     data = trained['root'] / 'data'
-    res = _tool('tools/test.py', CONFIG, _last_ckpt(work), '--work-dir',
-                str(work / 'test'), '--show-dir', 'vis', '--cfg-options',
-                f'test_dataloader.dataset.data_root={data}')
+    res = _tool('tools/test.py', CONFIG, _last_ckpt(work), '--work-dir', str(work / 'test'),
+                '--show-dir', 'vis', '--cfg-options', f'test_dataloader.dataset.data_root={data}')
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout + res.stderr
     for key in ('bottle/mean_px_error', 'bottle/PCK', 'bottle/mean_depth_error',

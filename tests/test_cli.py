@@ -6,19 +6,23 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from keypose_ext.utils.cli import as_user_error, load_config, one_line, run_main
-from keypose_ext.utils.errors import (KeyposeUserError, UserFileNotFoundError,
-                                      UserRuntimeError, UserValueError)
+from keypose_ext.utils.errors import (KeyposeUserError, UserFileNotFoundError, UserRuntimeError,
+                                      UserValueError)
 
 
 def _raise(exc):
+
     def main():
         raise exc
+
     return main
 
 
-@pytest.mark.parametrize('exc', [UserValueError('images[3]: bad; fix it'),
-                                 UserFileNotFoundError('x.json not found; make it'),
-                                 UserRuntimeError('work dir in use')])
+@pytest.mark.parametrize('exc', [
+    UserValueError('images[3]: bad; fix it'),
+    UserFileNotFoundError('x.json not found; make it'),
+    UserRuntimeError('work dir in use')
+])
 def test_user_errors_print_one_line_and_exit_2(capsys, exc, monkeypatch):
     monkeypatch.delenv('KEYPOSE_TRACEBACK', raising=False)
     with pytest.raises(SystemExit) as e:
@@ -28,8 +32,13 @@ def test_user_errors_print_one_line_and_exit_2(capsys, exc, monkeypatch):
     assert err.count('\n') == 1 and err.startswith(f'error: {exc} (KEYPOSE_TRACEBACK=1')
 
 
-@pytest.mark.parametrize('exc', [ValueError('a bug'), KeyError('a bug'), TypeError('a bug'),
-                                 FileNotFoundError('a bug'), AssertionError('a bug')])
+@pytest.mark.parametrize('exc', [
+    ValueError('a bug'),
+    KeyError('a bug'),
+    TypeError('a bug'),
+    FileNotFoundError('a bug'),
+    AssertionError('a bug')
+])
 def test_other_errors_keep_their_traceback(exc, monkeypatch):
     monkeypatch.delenv('KEYPOSE_TRACEBACK', raising=False)
     with pytest.raises(type(exc)):
@@ -53,6 +62,7 @@ def test_mmengine_build_rewrap_keeps_our_class():
 
     @MODELS.register_module(force=True)
     class _RaisesUserError(torch.nn.Module):
+
         def __init__(self):
             raise UserValueError('head.num_joints=3 but the codec has 9; set both to 9')
 
@@ -68,6 +78,7 @@ def test_mmengine_build_rewrap_keeps_our_class():
 
 
 class _Bad(Dataset):
+
     def __len__(self):
         return 2
 

@@ -11,8 +11,12 @@ from keypose_ext.engine.optim_wrappers.cpu_fallback_amp_optim_wrapper import \
 def _build(wrapper_type='CpuFallbackAmpOptimWrapper', seed=0, **extra):
     torch.manual_seed(seed)
     model = torch.nn.Linear(3, 1)
-    cfg = dict(type=wrapper_type, optimizer=dict(type='SGD', lr=0.1),
-               accumulative_counts=4, clip_grad=dict(max_norm=1.0), **extra)
+    cfg = dict(
+        type=wrapper_type,
+        optimizer=dict(type='SGD', lr=0.1),
+        accumulative_counts=4,
+        clip_grad=dict(max_norm=1.0),
+        **extra)
     return model, build_optim_wrapper(model, cfg)
 
 
@@ -20,7 +24,7 @@ def _train(model, wrapper, steps=8):
     wrapper.initialize_count_status(model, 0, steps)
     for i in range(steps):
         with wrapper.optim_context(model):
-            loss = (model(torch.full((2, 3), float(i))) ** 2).mean()
+            loss = (model(torch.full((2, 3), float(i)))**2).mean()
         wrapper.update_params(loss)
     return model.weight.detach().clone()
 

@@ -13,8 +13,9 @@ import sys
 import mmpose
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-STOCK = osp.join(osp.dirname(mmpose.__file__), '.mim', 'configs', 'body_2d_keypoint',
-                 'topdown_heatmap', 'coco', 'td-hm_res50_8xb64-210e_coco-256x192.py')
+STOCK = osp.join(
+    osp.dirname(mmpose.__file__), '.mim', 'configs', 'body_2d_keypoint', 'topdown_heatmap', 'coco',
+    'td-hm_res50_8xb64-210e_coco-256x192.py')
 
 PROBE = r'''
 import json, os, sys, warnings
@@ -64,9 +65,13 @@ def _probes(tmp_path, *modes):
     procs = []
     for mode in modes:  # side by side: each interpreter spends ~8 s importing mmpose
         (tmp_path / mode).mkdir()
-        procs.append(subprocess.Popen(
-            [sys.executable, '-c', PROBE, mode, str(tmp_path / mode), STOCK], cwd=ROOT,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen([sys.executable, '-c', PROBE, mode,
+                              str(tmp_path / mode), STOCK],
+                             cwd=ROOT,
+                             stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE,
+                             text=True))
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=300)

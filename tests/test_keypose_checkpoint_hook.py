@@ -5,11 +5,11 @@ import stat
 import pytest
 import torch
 from mmengine.runner import Runner
+from runtime_toys import toy_runner
 
 from keypose_ext.utils.atomic_local_backend import AtomicLocalBackend
 from keypose_ext.utils.errors import UserRuntimeError
 from keypose_ext.utils.safe_checkpoint_globals import mmengine_checkpoint_globals
-from runtime_toys import toy_runner
 
 
 def _load(path):
@@ -40,8 +40,10 @@ def test_new_checkpoint_is_complete_before_the_old_one_is_deleted(tmp_path, monk
 
     monkeypatch.setattr(AtomicLocalBackend, 'put', put)
     monkeypatch.setattr(AtomicLocalBackend, 'remove', remove)
-    toy_runner(tmp_path, max_epochs=3, checkpoint=dict(
-        type='KeyposeCheckpointHook', interval=1, max_keep_ckpts=1)).train()
+    toy_runner(
+        tmp_path,
+        max_epochs=3,
+        checkpoint=dict(type='KeyposeCheckpointHook', interval=1, max_keep_ckpts=1)).train()
     assert events == [('put', 'epoch_1.pth'), ('put', 'epoch_2.pth'),
                       ('remove', 'epoch_1.pth', str(tmp_path / 'epoch_2.pth')),
                       ('put', 'epoch_3.pth'),
@@ -79,6 +81,7 @@ def test_kill_during_save_keeps_the_old_checkpoint(tmp_path, monkeypatch):
 
 
 def test_kill_between_save_and_delete_is_cleaned_at_the_next_start(tmp_path, monkeypatch):
+
     def dies_deleting(self, filepath):
         raise _Killed
 
@@ -89,8 +92,7 @@ def test_kill_between_save_and_delete_is_cleaned_at_the_next_start(tmp_path, mon
     monkeypatch.undo()
     assert _pointer(tmp_path) == str(tmp_path / 'epoch_2.pth')
     assert (tmp_path / 'epoch_1.pth').exists()  # not yet deleted when the run died
-    assert _load(tmp_path / 'epoch_2.pth')['message_hub']['runtime_info'][
-        'keep_ckpt_ids'] == [1, 2]
+    assert _load(tmp_path / 'epoch_2.pth')['message_hub']['runtime_info']['keep_ckpt_ids'] == [1, 2]
     toy_runner(tmp_path, max_epochs=3, checkpoint=ckpt, resume=True).train()
     assert sorted(p.name for p in tmp_path.glob('*.pth')) == ['epoch_3.pth']
 
@@ -114,8 +116,11 @@ def test_nan_predictions_are_never_the_best(tmp_path, hook):
 
 @pytest.mark.parametrize('score', [float('nan'), float('inf')])
 def test_non_finite_scores_are_never_the_best(tmp_path, score):
-    runner = toy_runner(tmp_path, max_epochs=1, checkpoint=dict(
-        type='KeyposeCheckpointHook', interval=1, save_best='toy/PCK', rule='greater'))
+    runner = toy_runner(
+        tmp_path,
+        max_epochs=1,
+        checkpoint=dict(
+            type='KeyposeCheckpointHook', interval=1, save_best='toy/PCK', rule='greater'))
     runner.train()
     hook = [h for h in runner.hooks if type(h).__name__ == 'KeyposeCheckpointHook'][0]
     hook._save_best_checkpoint(runner, {'toy/PCK': score})
@@ -125,8 +130,11 @@ def test_non_finite_scores_are_never_the_best(tmp_path, score):
 
 
 def test_previous_best_is_deleted_after_the_new_one_is_written(tmp_path, monkeypatch):
-    runner = toy_runner(tmp_path, max_epochs=1, checkpoint=dict(
-        type='KeyposeCheckpointHook', interval=1, save_best='toy/PCK', rule='greater'))
+    runner = toy_runner(
+        tmp_path,
+        max_epochs=1,
+        checkpoint=dict(
+            type='KeyposeCheckpointHook', interval=1, save_best='toy/PCK', rule='greater'))
     runner.train()
     hook = [h for h in runner.hooks if type(h).__name__ == 'KeyposeCheckpointHook'][0]
     hook._save_best_checkpoint(runner, {'toy/PCK': 0.5})
@@ -152,6 +160,7 @@ def test_non_finite_weights_are_not_saved(tmp_path):
     from mmengine.hooks import Hook
 
     class Poison(Hook):
+
         def after_train_epoch(self, runner):
             if runner.epoch == 1:
                 with torch.no_grad():
@@ -171,7 +180,10 @@ def test_checkpoints_hold_random_states_and_load_weights_only(tmp_path):
 
 
 def test_works_with_the_stock_runner(tmp_path):
-    runner = toy_runner(tmp_path, runner_cls=Runner, max_epochs=1, checkpoint=dict(
-        type='KeyposeCheckpointHook', interval=1, max_keep_ckpts=1))
+    runner = toy_runner(
+        tmp_path,
+        runner_cls=Runner,
+        max_epochs=1,
+        checkpoint=dict(type='KeyposeCheckpointHook', interval=1, max_keep_ckpts=1))
     runner.train()
     assert _pointer(tmp_path) == str(tmp_path / 'epoch_1.pth')

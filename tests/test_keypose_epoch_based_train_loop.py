@@ -8,7 +8,6 @@ is resumed; its losses from iteration 7 on must equal an uninterrupted run's, bi
 import pytest
 import torch
 from mmengine.hooks import Hook
-
 from runtime_toys import ToyModel, toy_runner
 
 
@@ -37,24 +36,29 @@ class _Die(Hook):
             raise _Killed
 
 
-def _run(work, loop='KeyposeEpochBasedTrainLoop', resume=False, die_after=None,
-         drop_rng=False):
+def _run(work, loop='KeyposeEpochBasedTrainLoop', resume=False, die_after=None, drop_rng=False):
     torch.manual_seed(0)  # the model is built here, before the runner seeds the run
-    runner = toy_runner(work, max_epochs=3, shuffle=True, resume=resume,
-                        model=ToyModel(dropout=0.5),
-                        train_cfg=dict(type=loop, max_epochs=3),
-                        checkpoint=dict(type='KeyposeCheckpointHook', interval=1,
-                                        by_epoch=False))
+    runner = toy_runner(
+        work,
+        max_epochs=3,
+        shuffle=True,
+        resume=resume,
+        model=ToyModel(dropout=0.5),
+        train_cfg=dict(type=loop, max_epochs=3),
+        checkpoint=dict(type='KeyposeCheckpointHook', interval=1, by_epoch=False))
     losses = _Losses()
     runner.register_hook(losses)
     if die_after:
         runner.register_hook(_Die(die_after))
     if drop_rng:
+
         class Drop(Hook):
+
             def after_load_checkpoint(self, runner, checkpoint):
                 for hook in runner.hooks:
                     if hasattr(hook, 'resumed_rng_state'):
                         hook.resumed_rng_state = None
+
         runner.register_hook(Drop(), priority='LOWEST')
     try:
         runner.train()
@@ -95,8 +99,11 @@ def test_control_mmengines_loop_retrains_the_epoch(tmp_path):
 
 def test_fine_tuning_from_load_from_does_not_take_the_random_state(tmp_path, uninterrupted):
     _run(tmp_path / 'a', die_after=6)
-    runner = toy_runner(tmp_path / 'b', max_epochs=1, model=ToyModel(dropout=0.5),
-                        load_from=str(tmp_path / 'a' / 'iter_6.pth'))
+    runner = toy_runner(
+        tmp_path / 'b',
+        max_epochs=1,
+        model=ToyModel(dropout=0.5),
+        load_from=str(tmp_path / 'a' / 'iter_6.pth'))
     torch.manual_seed(123)
     expected = torch.rand(1)
     torch.manual_seed(123)

@@ -43,7 +43,9 @@ def test_scope_keeps_what_the_process_had_allowed():
 
 
 def test_getattr_is_not_generally_allowed(tmp_path):
+
     class Evil:
+
         def __reduce__(self):
             return getattr, (np.ndarray, 'tofile')
 
@@ -56,10 +58,10 @@ def test_code_running_pickles_stay_refused(tmp_path):
     import os
 
     class Evil:
+
         def __reduce__(self):
-            return os.system, ('echo pwned',)
+            return os.system, ('echo pwned', )
 
     torch.save({'x': Evil()}, tmp_path / 'evil.pth')
-    with mmengine_checkpoint_globals(), pytest.raises(pickle.UnpicklingError,
-                                                      match='posix.system'):
+    with mmengine_checkpoint_globals(), pytest.raises(pickle.UnpicklingError, match='posix.system'):
         torch.load(tmp_path / 'evil.pth', weights_only=True)

@@ -22,8 +22,8 @@ CAPE = osp.join(ROOT, 'configs', 'cape', 'capeseq_res18_mp100-split1-1shot-256x2
 
 def _train_tool():
     import importlib.util
-    spec = importlib.util.spec_from_file_location('_train_tool', osp.join(ROOT, 'tools',
-                                                                          'train.py'))
+    spec = importlib.util.spec_from_file_location('_train_tool',
+                                                  osp.join(ROOT, 'tools', 'train.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -34,14 +34,15 @@ def test_auto_scale_lr_counts_accumulation(tmp_path, runner_type, ratio):
     """CAPE MP-100: batch 8 x accumulative_counts 2 = 16 = auto_scale_lr.base_batch_size,
     so the lr stays; mmengine's own rule (the control) halves it."""
     train = _train_tool()
-    args = train.parse_args([CAPE, '--work-dir', str(tmp_path), '--auto-scale-lr',
-                             '--cfg-options', f'experiment_name=scale_{runner_type}',
-                             f'runner_type={runner_type}', 'visualizer.name=scale_'
-                             + runner_type])
-    cfg = train.merge_args(train.load_config(args.config, args.cfg_options), args)
+    args = train.parse_args([
+        CAPE, '--work-dir',
+        str(tmp_path), '--auto-scale-lr', '--cfg-options', f'experiment_name=scale_{runner_type}',
+        f'runner_type={runner_type}', 'visualizer.name=scale_' + runner_type
+    ])
+    cfg = train.merge_args(train.cli.load_config(args.config, args.cfg_options), args)
     assert cfg.optim_wrapper.accumulative_counts == 2
     assert cfg.train_dataloader.batch_size == 8 and cfg.auto_scale_lr.base_batch_size == 16
-    runner = train.build_runner(cfg)
+    runner = train.cli.build_runner(cfg)
     # what Runner.train() does before the param schedulers are built
     runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
     before = [g['lr'] for g in runner.optim_wrapper.optimizer.param_groups]
@@ -67,13 +68,16 @@ def _data(tmp_path):
 def _cmd(data, work, *extra):
     # 4 batches of 4 per epoch, a checkpoint after every iteration (max_keep_ckpts=1):
     # saves are frequent, so a kill lands in one; the loop resumes mid-epoch
-    return [sys.executable, osp.join(ROOT, 'tools', 'train.py'), BOTTLE, '--work-dir',
-            str(work), '--no-validate', *extra, '--cfg-options',
-            f'train_dataloader.dataset.data_root={data}', 'train_dataloader.batch_size=4',
-            'train_cfg.type=KeyposeEpochBasedTrainLoop', 'train_cfg.max_epochs=3',
-            'default_hooks.checkpoint.by_epoch=False', 'default_hooks.checkpoint.interval=1',
-            'default_hooks.checkpoint.max_keep_ckpts=1', 'default_hooks.logger.interval=1',
-            'log_processor.window_size=1', 'randomness.deterministic=True']
+    return [
+        sys.executable,
+        osp.join(ROOT, 'tools', 'train.py'), BOTTLE, '--work-dir',
+        str(work), '--no-validate', *extra, '--cfg-options',
+        f'train_dataloader.dataset.data_root={data}', 'train_dataloader.batch_size=4',
+        'train_cfg.type=KeyposeEpochBasedTrainLoop', 'train_cfg.max_epochs=3',
+        'default_hooks.checkpoint.by_epoch=False', 'default_hooks.checkpoint.interval=1',
+        'default_hooks.checkpoint.max_keep_ckpts=1', 'default_hooks.logger.interval=1',
+        'log_processor.window_size=1', 'randomness.deterministic=True'
+    ]
 
 
 def _load(path):
@@ -92,15 +96,20 @@ def _losses(ckpt):
 def test_sigkill_during_save_then_resume_equals_an_uninterrupted_run(tmp_path):
     data = _data(tmp_path)
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    full = subprocess.run(_cmd(data, tmp_path / 'full'), cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
+    full = subprocess.run(
+        _cmd(data, tmp_path / 'full'),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900)
     assert full.returncode == 0, full.stderr[-3000:]
     reference = _losses(tmp_path / 'full' / 'iter_12.pth')
     assert sorted(reference) == list(range(1, 13))
 
     work = tmp_path / 'killed'
-    proc = subprocess.Popen(_cmd(data, work), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cmd(data, work), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 600
         while time.time() < deadline:  # kill while iter_6 (or later) is being written
@@ -123,8 +132,13 @@ def test_sigkill_during_save_then_resume_equals_an_uninterrupted_run(tmp_path):
     killed_at = meta['iter']
     assert killed_at >= 5
 
-    res = subprocess.run(_cmd(data, work, '--resume'), cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=900)
+    res = subprocess.run(
+        _cmd(data, work, '--resume'),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout + res.stderr
     assert f'resumed epoch: {meta["epoch"]}, iter: {killed_at}' in out
@@ -141,14 +155,19 @@ def test_sigkill_during_save_then_resume_equals_an_uninterrupted_run(tmp_path):
 def test_dist_train_sh_two_cpu_processes(tmp_path):
     data = _data(tmp_path)
     work = tmp_path / 'ddp'
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(29700 + os.getpid() % 200),
-               PYTHONWARNINGS='ignore')
-    res = subprocess.run(
-        ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), BOTTLE, '2', '--work-dir',
-         str(work), '--no-validate', '--cfg-options',
-         f'train_dataloader.dataset.data_root={data}', 'train_dataloader.batch_size=4',
-         'train_cfg.max_epochs=2', 'default_hooks.checkpoint.interval=1'],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        PORT=str(29700 + os.getpid() % 200),
+        PYTHONWARNINGS='ignore')
+    cmd = [
+        'bash',
+        osp.join(ROOT, 'tools', 'dist_train.sh'), BOTTLE, '2', '--work-dir',
+        str(work), '--no-validate', '--cfg-options', f'train_dataloader.dataset.data_root={data}',
+        'train_dataloader.batch_size=4', 'train_cfg.max_epochs=2',
+        'default_hooks.checkpoint.interval=1'
+    ]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-4000:]
     assert 'distributed training over gloo on CPUs, world size 2' in out
@@ -156,6 +175,6 @@ def test_dist_train_sh_two_cpu_processes(tmp_path):
     assert (work / 'last_checkpoint').read_text() == str(work / 'epoch_2.pth')
     # 16 frames / (2 ranks x 4) = 2 iterations per epoch
     assert ckpt['meta']['iter'] == 4
-    assert all(torch.isfinite(v).all() for v in ckpt['state_dict'].values()
-               if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all() for v in ckpt['state_dict'].values() if v.is_floating_point())
     assert not glob.glob(str(work / '.tmp_*'))

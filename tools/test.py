@@ -14,8 +14,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 from mmengine.config import DictAction  # noqa: E402
 
 from keypose_ext.engine.runners.keypose_runner import check_checkpoint_file  # noqa: E402
-from keypose_ext.utils.cli import (build_runner, check_work_dir, enable_visualization,  # noqa: E402,E501
-                                   load_config, run_main)
+from keypose_ext.utils import cli  # noqa: E402
 from keypose_ext.utils.errors import UserValueError  # noqa: E402
 
 
@@ -24,20 +23,26 @@ def parse_args(argv=None):
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save evaluation results')
-    parser.add_argument('--out', '--dump', dest='out',
-                        help='dump predictions to a pickle file')
-    parser.add_argument('--load-partial', action='store_true',
-                        help='load a checkpoint that fits the model only in part (the '
-                        'weights that fit; the rest keeps its initialisation)')
-    parser.add_argument('--show-dir', help='write visualised predictions here '
-                        '(relative paths go under the work dir timestamp folder)')
+    parser.add_argument('--out', '--dump', dest='out', help='dump predictions to a pickle file')
+    parser.add_argument(
+        '--load-partial',
+        action='store_true',
+        help='load a checkpoint that fits the model only in part (the '
+        'weights that fit; the rest keeps its initialisation)')
+    parser.add_argument(
+        '--show-dir',
+        help='write visualised predictions here '
+        '(relative paths go under the work dir timestamp folder)')
     parser.add_argument('--show', action='store_true', help='display results')
     parser.add_argument('--interval', type=int, default=1, help='visualisation interval')
     parser.add_argument('--wait-time', type=float, default=1)
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help='override config settings')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -53,24 +58,24 @@ def merge_args(cfg, args):
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-    check_work_dir(cfg.work_dir)
-    enable_visualization(cfg, args)
+    cli.check_work_dir(cfg.work_dir)
+    cli.enable_visualization(cfg, args)
     if args.out:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise UserValueError(f'--out {args.out!r} must end with .pkl or .pickle')
-        check_work_dir(osp.dirname(osp.abspath(args.out)), '--out folder')
-        cfg.test_evaluator = [cfg.test_evaluator] if isinstance(
-            cfg.test_evaluator, dict) else list(cfg.test_evaluator)
+        cli.check_work_dir(osp.dirname(osp.abspath(args.out)), '--out folder')
+        cfg.test_evaluator = [cfg.test_evaluator] if isinstance(cfg.test_evaluator, dict) else list(
+            cfg.test_evaluator)
         cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=args.out))
     return cfg
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = merge_args(load_config(args.config, args.cfg_options), args)
+    cfg = merge_args(cli.load_config(args.config, args.cfg_options), args)
     check_checkpoint_file(args.checkpoint)  # before the runner builds model and data
-    build_runner(cfg).test()
+    cli.build_runner(cfg).test()
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

@@ -18,8 +18,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 from mmengine.config import DictAction  # noqa: E402
 
 from keypose_ext.engine.runners.keypose_runner import check_checkpoint_file  # noqa: E402
-from keypose_ext.utils.cli import (build_runner, check_work_dir, enable_visualization,  # noqa: E402,E501
-                                   load_config, run_main)
+from keypose_ext.utils import cli  # noqa: E402
 from keypose_ext.utils.errors import UserFileNotFoundError, UserValueError  # noqa: E402
 
 AMP_WRAPPERS = ('OptimWrapper', 'AmpOptimWrapper', 'CpuFallbackAmpOptimWrapper')
@@ -30,38 +29,58 @@ def parse_args(argv=None):
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
-        '--resume', nargs='?', type=str, const='auto',
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
         help='resume from CKPT; without a value, from the latest checkpoint '
         'in the work dir (an error if there is none)')
-    parser.add_argument('--amp', action='store_true',
-                        help='mixed precision (falls back to fp32 on a CPU)')
-    parser.add_argument('--no-validate', action='store_true',
-                        help='skip validation during training')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the lr by (world size x batch size x accumulative '
-                        'counts) / auto_scale_lr.base_batch_size')
-    parser.add_argument('--skip-nonfinite-steps', action='store_true',
-                        help='skip (and count) optimizer steps whose loss is NaN/inf '
-                        'instead of stopping')
+    parser.add_argument(
+        '--amp', action='store_true', help='mixed precision (falls back to fp32 on a CPU)')
+    parser.add_argument(
+        '--no-validate', action='store_true', help='skip validation during training')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the lr by (world size x batch size x accumulative '
+        'counts) / auto_scale_lr.base_batch_size')
+    parser.add_argument(
+        '--skip-nonfinite-steps',
+        action='store_true',
+        help='skip (and count) optimizer steps whose loss is NaN/inf '
+        'instead of stopping')
     parser.add_argument('--show-dir', help='save validation visualisations here')
     parser.add_argument('--show', action='store_true', help='display results')
-    parser.add_argument('--interval', type=int, default=1,
-                        help='visualisation interval')
+    parser.add_argument('--interval', type=int, default=1, help='visualisation interval')
     parser.add_argument('--wait-time', type=float, default=1)
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override config settings, e.g. train_dataloader.batch_size=8')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     cape = parser.add_argument_group('CAPE debug modes (MP100EpisodicDataset)')
-    cape.add_argument('--debug-single-image', type=int, metavar='CAT_ID',
-                      help='train and validate on one image of this category, '
-                      'used as both support and query')
-    cape.add_argument('--debug-single-image-index', type=int, metavar='I',
-                      help='which image of the category (default: the first)')
-    cape.add_argument('--debug-overfit-category', type=int, metavar='CAT_ID',
-                      help='train and validate on all images of one category')
+    cape.add_argument(
+        '--debug-single-image',
+        type=int,
+        metavar='CAT_ID',
+        help='train and validate on one image of this category, '
+        'used as both support and query')
+    cape.add_argument(
+        '--debug-single-image-index',
+        type=int,
+        metavar='I',
+        help='which image of the category (default: the first)')
+    cape.add_argument(
+        '--debug-overfit-category',
+        type=int,
+        metavar='CAT_ID',
+        help='train and validate on all images of one category')
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
@@ -76,7 +95,7 @@ def merge_args(cfg, args):
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-    check_work_dir(cfg.work_dir)
+    cli.check_work_dir(cfg.work_dir)
     if args.amp:
         wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if wrapper not in AMP_WRAPPERS:
@@ -106,7 +125,7 @@ def merge_args(cfg, args):
             raise UserValueError('--skip-nonfinite-steps needs default_hooks.non_finite_loss '
                                  "(dict(type='NonFiniteLossHook')) in the config")
         hook.action = 'skip'
-    enable_visualization(cfg, args)
+    cli.enable_visualization(cfg, args)
     if (args.debug_single_image is not None or args.debug_overfit_category is not None
             or args.debug_single_image_index is not None):
         from keypose_ext.utils.cape_debug import apply_cape_debug_options
@@ -133,9 +152,9 @@ def _check_something_to_resume(work_dir):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = merge_args(load_config(args.config, args.cfg_options), args)
-    build_runner(cfg).train()
+    cfg = merge_args(cli.load_config(args.config, args.cfg_options), args)
+    cli.build_runner(cfg).train()
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

@@ -11,8 +11,7 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     # mmengine's CheckpointHook made kill-safe: atomic files, new before old is deleted,
     # one run per work dir, never a NaN "best" (keypose_ext/engine/hooks/).
-    checkpoint=dict(type='KeyposeCheckpointHook', interval=10, max_keep_ckpts=3,
-                    save_last=True),
+    checkpoint=dict(type='KeyposeCheckpointHook', interval=10, max_keep_ckpts=3, save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='PoseVisualizationHook', enable=False),
     # a NaN/inf loss stops training before the optimizer step (action='skip' skips it)
@@ -27,11 +26,9 @@ env_cfg = dict(
 
 vis_backends = [dict(type='LocalVisBackend')]
 # mmpose's PoseLocalVisualizer, fixed for numpy 2 (keypose_ext/visualization/).
-visualizer = dict(
-    type='KeyposeLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+visualizer = dict(type='KeyposeLocalVisualizer', vis_backends=vis_backends, name='visualizer')
 
-log_processor = dict(
-    type='LogProcessor', window_size=50, by_epoch=True, num_digits=6)
+log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True, num_digits=6)
 log_level = 'INFO'
 load_from = None
 resume = False

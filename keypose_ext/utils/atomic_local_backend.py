@@ -28,8 +28,7 @@ class AtomicLocalBackend(LocalBackend):
         with atomic_write(str(filepath), 'wb') as f:
             f.write(obj)
 
-    def put_text(self, obj: str, filepath: Union[str, Path],
-                 encoding: str = 'utf-8') -> None:
+    def put_text(self, obj: str, filepath: Union[str, Path], encoding: str = 'utf-8') -> None:
         self.put(obj.encode(encoding), filepath)
 
 

@@ -34,9 +34,8 @@ def load_config(path: str, cfg_options=None):
     """
     from mmengine.config import Config
     if not osp.isfile(path):
-        raise UserFileNotFoundError(
-            f'config file {path!r} not found; pass a path such as '
-            'configs/bottle/bottle_res18_cpu_demo.py')
+        raise UserFileNotFoundError(f'config file {path!r} not found; pass a path such as '
+                                    'configs/bottle/bottle_res18_cpu_demo.py')
     _check_syntax(path)
     try:
         cfg = Config.fromfile(path)
@@ -99,11 +98,14 @@ def enable_visualization(cfg, args) -> None:
         return
     vis = cfg.get('default_hooks', {}).get('visualization')
     if vis is None:
-        raise UserValueError(
-            '--show/--show-dir need default_hooks.visualization in the config '
-            "(e.g. dict(type='PoseVisualizationHook', enable=False))")
-    vis.update(enable=True, show=args.show, wait_time=args.wait_time,
-               out_dir=args.show_dir, interval=args.interval)
+        raise UserValueError('--show/--show-dir need default_hooks.visualization in the config '
+                             "(e.g. dict(type='PoseVisualizationHook', enable=False))")
+    vis.update(
+        enable=True,
+        show=args.show,
+        wait_time=args.wait_time,
+        out_dir=args.show_dir,
+        interval=args.interval)
 
 
 def check_work_dir(work_dir: str, flag: str = '--work-dir') -> None:
@@ -132,8 +134,7 @@ def as_user_error(e: BaseException) -> Optional[KeyposeUserError]:
     # mmpose's LoadImage re-raises decoding failures as
     # "`<mmcv/cv2 message>` occurs when loading `<path>`."
     m = re.search(r'occurs when loading `([^`]*)`', str(e))
-    if m and (isinstance(e, (AssertionError, ValueError))
-              or type(e).__module__.startswith('cv2')):
+    if m and (isinstance(e, (AssertionError, ValueError)) or type(e).__module__.startswith('cv2')):
         path = m.group(1)
         what = 'is empty (0 bytes)' if osp.isfile(path) and osp.getsize(path) == 0 else (
             'cannot be decoded as an image (truncated, corrupt or another format)'
@@ -177,7 +178,9 @@ def run_main(main: Callable[[], Optional[int]]) -> None:
         if user is None:
             raise
         sys.stderr.flush()
-        print(f'error: {one_line(user)} (KEYPOSE_TRACEBACK=1 shows the traceback)',
-              file=sys.stderr, flush=True)
+        print(
+            f'error: {one_line(user)} (KEYPOSE_TRACEBACK=1 shows the traceback)',
+            file=sys.stderr,
+            flush=True)
         sys.exit(2)
     sys.exit(status or 0)

@@ -16,8 +16,7 @@ import torch
 
 def capture_rng_state() -> dict:
     """Python, numpy and torch (CPU and, once initialised, CUDA) generator states."""
-    state = dict(python=random.getstate(), numpy=np.random.get_state(),
-                 torch=torch.get_rng_state())
+    state = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state['cuda'] = torch.cuda.get_rng_state_all()
     return state

@@ -44,15 +44,16 @@ def _numpy_globals() -> list:
     items = [np.ndarray, np.dtype, core.multiarray._reconstruct, core.multiarray.scalar]
     # numpy 2 pickles dtypes as instances of their per-type classes (np.dtypes.*).
     items += [type(np.dtype(t)) for t in np.sctypeDict.values() if t is not np.void]
-    items += [np.dtype(t).type for t in ('b', 'B', 'h', 'H', 'i', 'I', 'l', 'L', 'q',
-                                          'Q', 'e', 'f', 'd', 'g', '?')]
+    items += [
+        np.dtype(t).type
+        for t in ('b', 'B', 'h', 'H', 'i', 'I', 'l', 'L', 'q', 'Q', 'e', 'f', 'd', 'g', '?')
+    ]
     return items
 
 
 def mmengine_checkpoint_globals_list() -> List:
     """Everything an MMEngine training checkpoint pickles besides tensors and builtins."""
-    return _numpy_globals() + [HistoryBuffer,
-                               (_history_buffer_getattr, 'builtins.getattr')]
+    return _numpy_globals() + [HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr')]
 
 
 @contextlib.contextmanager

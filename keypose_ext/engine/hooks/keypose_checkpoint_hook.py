@@ -94,8 +94,7 @@ class KeyposeCheckpointHook(CheckpointHook):
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
         stale = []
-        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids
-                                            and self.keep_ckpt_ids[-1] == step):
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
             ids = list(self.keep_ckpt_ids) + [step]
             stale = ids[:-self.max_keep_ckpts]
             runner.message_hub.update_info('keep_ckpt_ids', ids)  # saved with the file
@@ -104,10 +103,15 @@ class KeyposeCheckpointHook(CheckpointHook):
         self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
         runner.save_checkpoint(
-            self.out_dir, filename, self.file_client_args,
+            self.out_dir,
+            filename,
+            self.file_client_args,
             save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler, meta=meta,
-            by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args)
         if self.max_keep_ckpts > 0:
             runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
         if not is_main_process():
@@ -115,8 +119,7 @@ class KeyposeCheckpointHook(CheckpointHook):
         with atomic_write(osp.join(runner.work_dir, 'last_checkpoint'), 'w') as f:
             f.write(self.last_ckpt)
         for old in stale:  # only now that the new file and its pointer are complete
-            self._remove(self.file_backend.join_path(self.out_dir,
-                                                     self.filename_tmpl.format(old)))
+            self._remove(self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old)))
 
     def _save_best_checkpoint(self, runner, metrics) -> None:
         if not self.save_best:

@@ -86,8 +86,9 @@ class NonFiniteLossHook(Hook):
             count = (runner.message_hub.get_info(_COUNT_KEY) or 0) + 1
             runner.message_hub.update_info(_COUNT_KEY, count)
             runner.message_hub.update_scalar('train/skipped_steps', count)
-            runner.logger.log(logging.WARNING, f'NonFiniteLossHook: {where}: non-finite '
-                              f'loss ({terms}); step skipped ({count} skipped so far)')
+            runner.logger.log(
+                logging.WARNING, f'NonFiniteLossHook: {where}: non-finite '
+                f'loss ({terms}); step skipped ({count} skipped so far)')
             return
         last = runner.message_hub.get_info('last_ckpt') or 'none (none was saved)'
         best = runner.message_hub.get_info('best_ckpt')
@@ -98,9 +99,8 @@ class NonFiniteLossHook(Hook):
                 '--skip-nonfinite-steps) to skip such steps' if self.action == 'stop' else '')
         raise UserRuntimeError(
             f'{where}: non-finite loss ({terms}){why}; training stopped before the '
-            f'optimizer step. Last checkpoint: {last}'
-            + (f', best: {best}' if best else '')
-            + f'. Lower the learning rate or check the data{hint}')
+            f'optimizer step. Last checkpoint: {last}' + (f', best: {best}' if best else '') +
+            f'. Lower the learning rate or check the data{hint}')
 
     def after_train_epoch(self, runner) -> None:
         count = runner.message_hub.get_info(_COUNT_KEY)

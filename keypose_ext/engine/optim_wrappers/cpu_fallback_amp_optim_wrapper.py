@@ -3,8 +3,7 @@ import logging
 from contextlib import contextmanager
 
 import torch
-from mmengine.device import (is_cuda_available, is_mlu_available, is_musa_available,
-                             is_npu_available)
+from mmengine.device import is_cuda_available, is_mlu_available, is_musa_available, is_npu_available
 from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmpose.registry import OPTIM_WRAPPERS
@@ -12,8 +11,7 @@ from mmpose.registry import OPTIM_WRAPPERS
 
 def has_amp_device() -> bool:
     """Whether mmengine's ``AmpOptimWrapper`` can run here (GPU/NPU/MLU/MUSA)."""
-    return (is_cuda_available() or is_npu_available() or is_mlu_available()
-            or is_musa_available())
+    return (is_cuda_available() or is_npu_available() or is_mlu_available() or is_musa_available())
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -40,8 +38,7 @@ class CpuFallbackAmpOptimWrapper(AmpOptimWrapper):
     def __init__(self, loss_scale='dynamic', dtype=None, use_fsdp=False, **kwargs):
         self.amp_enabled = has_amp_device()
         if self.amp_enabled:
-            super().__init__(loss_scale=loss_scale, dtype=dtype, use_fsdp=use_fsdp,
-                             **kwargs)
+            super().__init__(loss_scale=loss_scale, dtype=dtype, use_fsdp=use_fsdp, **kwargs)
             return
         if not CpuFallbackAmpOptimWrapper._warned:
             print_log(
@@ -49,7 +46,8 @@ class CpuFallbackAmpOptimWrapper(AmpOptimWrapper):
                 'float32 (accumulative_counts='
                 f'{kwargs.get("accumulative_counts", 1)} kept). Set '
                 'optim_wrapper.type="OptimWrapper" to silence this.',
-                logger='current', level=logging.WARNING)
+                logger='current',
+                level=logging.WARNING)
             CpuFallbackAmpOptimWrapper._warned = True
         # AmpOptimWrapper.__init__ asserts an accelerator; the base class sets up the rest.
         OptimWrapper.__init__(self, **kwargs)
@@ -60,7 +58,8 @@ class CpuFallbackAmpOptimWrapper(AmpOptimWrapper):
     @contextmanager
     def optim_context(self, model):
         # No CPU autocast: it would switch to bfloat16, not fall back to float32.
-        context = (super().optim_context(model) if self.amp_enabled else
-                   OptimWrapper.optim_context(self, model))
+        context = (
+            super().optim_context(model) if self.amp_enabled else OptimWrapper.optim_context(
+                self, model))
         with context:
             yield

@@ -34,9 +34,11 @@ class KeyposeEpochBasedTrainLoop(EpochBasedTrainLoop):
             return super().run_epoch()
         self.runner.call_hook('before_train_epoch')
         self.runner.model.train()
-        print_log(f'KeyposeEpochBasedTrainLoop: resuming epoch {self._epoch + 1} at batch '
-                  f'{done + 1}/{len(self.dataloader)}; skipping the {done} trained batches',
-                  logger='current', level=logging.INFO)
+        print_log(
+            f'KeyposeEpochBasedTrainLoop: resuming epoch {self._epoch + 1} at batch '
+            f'{done + 1}/{len(self.dataloader)}; skipping the {done} trained batches',
+            logger='current',
+            level=logging.INFO)
         batches = iter(self.dataloader)
         for _ in range(done):
             next(batches)

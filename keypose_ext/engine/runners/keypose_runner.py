@@ -2,7 +2,6 @@
 import contextlib
 import datetime
 import errno
-import os
 import os.path as osp
 import pickle
 import re
@@ -65,16 +64,20 @@ class KeyposeRunner(Runner):
         # torchrun sets MASTER_ADDR/PORT, RANK and WORLD_SIZE for env:// rendezvous
         torch.distributed.init_process_group(backend='gloo', **kwargs)
         if torch.distributed.get_rank() == 0:
-            print_log(f'KeyposeRunner: no CUDA; distributed training over gloo on CPUs, '
-                      f'world size {torch.distributed.get_world_size()} (dist_cfg.backend '
-                      f'{dist_cfg.get("backend", "nccl")!r} needs GPUs)', logger='current')
+            print_log(
+                f'KeyposeRunner: no CUDA; distributed training over gloo on CPUs, '
+                f'world size {torch.distributed.get_world_size()} (dist_cfg.backend '
+                f'{dist_cfg.get("backend", "nccl")!r} needs GPUs)',
+                logger='current')
 
     def wrap_model(self, model_wrapper_cfg, model):
         if self.distributed and not torch.cuda.is_available():
             # device_ids must be None for a module on the CPU
-            model_wrapper_cfg = dict(model_wrapper_cfg or dict(
-                type='MMDistributedDataParallel', broadcast_buffers=False,
-                find_unused_parameters=self.cfg.get('find_unused_parameters', False)))
+            model_wrapper_cfg = dict(
+                model_wrapper_cfg or dict(
+                    type='MMDistributedDataParallel',
+                    broadcast_buffers=False,
+                    find_unused_parameters=self.cfg.get('find_unused_parameters', False)))
             model_wrapper_cfg.setdefault('device_ids', None)
         return super().wrap_model(model_wrapper_cfg, model)
 
@@ -90,8 +93,9 @@ class KeyposeRunner(Runner):
     def scale_lr(self, optim_wrapper, auto_scale_lr=None) -> None:
         if not auto_scale_lr or not auto_scale_lr.get('enable', False):
             return
-        wrappers = (list(optim_wrapper.values())
-                    if isinstance(optim_wrapper, OptimWrapperDict) else [optim_wrapper])
+        wrappers = (
+            list(optim_wrapper.values())
+            if isinstance(optim_wrapper, OptimWrapperDict) else [optim_wrapper])
         counts = {getattr(w, '_accumulative_counts', 1) for w in wrappers}
         if len(counts) != 1:
             raise UserValueError(f'auto_scale_lr: the optimizers accumulate over different '
@@ -105,8 +109,7 @@ class KeyposeRunner(Runner):
             self.logger.info(f'auto_scale_lr: {accumulation} accumulated batches per '
                              f'update count as one batch of {accumulation} x the batch size')
         # MMEngine's rule is world_size x batch_size / base_batch_size.
-        super().scale_lr(optim_wrapper, dict(auto_scale_lr,
-                                             base_batch_size=base / accumulation))
+        super().scale_lr(optim_wrapper, dict(auto_scale_lr, base_batch_size=base / accumulation))
 
     # ---------------------------------------------------------------- loading
     def _init_model_weights(self) -> None:
@@ -131,23 +134,31 @@ class KeyposeRunner(Runner):
             latest = moved
         return latest
 
-    def load_checkpoint(self, filename, map_location='cpu', strict=None,
+    def load_checkpoint(self,
+                        filename,
+                        map_location='cpu',
+                        strict=None,
                         revise_keys=[(r'^module.', '')]):
         resuming = getattr(self, '_resuming', False)
         if strict is None:
             strict = resuming or not self.cfg.get('load_partial', False)
         with checkpoint_errors(filename, partial_flag=not resuming):
-            return super().load_checkpoint(filename, map_location=map_location,
-                                           strict=strict, revise_keys=revise_keys)
+            return super().load_checkpoint(
+                filename, map_location=map_location, strict=strict, revise_keys=revise_keys)
 
-    def resume(self, filename, resume_optimizer=True, resume_param_scheduler=True,
+    def resume(self,
+               filename,
+               resume_optimizer=True,
+               resume_param_scheduler=True,
                map_location='default') -> None:
         with checkpoint_errors(filename, partial_flag=False):
             self._resuming = True  # a resumed model must fit the checkpoint exactly
             try:
-                super().resume(filename, resume_optimizer=resume_optimizer,
-                               resume_param_scheduler=resume_param_scheduler,
-                               map_location=map_location)
+                super().resume(
+                    filename,
+                    resume_optimizer=resume_optimizer,
+                    resume_param_scheduler=resume_param_scheduler,
+                    map_location=map_location)
             except KeyError as e:
                 if e.args and e.args[0] in ('meta', 'epoch', 'iter', 'message_hub'):
                     raise UserValueError(
@@ -196,16 +207,13 @@ def checkpoint_errors(filename: str, partial_flag: bool) -> Iterator[None]:
                 'exactly those, since unpickling anything else can run code); use '
                 'a checkpoint from tools/train.py, or re-save this one as a plain '
                 'state_dict where you trust it') from None
-        raise UserValueError(f'checkpoint {filename}: {_NOT_A_CHECKPOINT} ({_first(e)})'
-                             ) from None
+        raise UserValueError(f'checkpoint {filename}: {_NOT_A_CHECKPOINT} ({_first(e)})') from None
     except (EOFError, zipfile.BadZipFile) as e:
-        raise UserValueError(f'checkpoint {filename}: {_NOT_A_CHECKPOINT} ({_first(e)})'
-                             ) from None
+        raise UserValueError(f'checkpoint {filename}: {_NOT_A_CHECKPOINT} ({_first(e)})') from None
     except OSError as e:
         if e.errno not in (errno.EINVAL, None):  # EINVAL: torch's zip reader on a stub
             raise
-        raise UserValueError(f'checkpoint {filename}: {_NOT_A_CHECKPOINT} ({_first(e)})'
-                             ) from None
+        raise UserValueError(f'checkpoint {filename}: {_NOT_A_CHECKPOINT} ({_first(e)})') from None
     except RuntimeError as e:
         text = str(e)
         if 'PytorchStreamReader' in text or 'zip archive' in text:
