@@ -170,7 +170,7 @@ def test_dist_train_sh_two_cpu_processes(tmp_path):
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-4000:]
-    assert 'distributed training over gloo on CPUs, world size 2' in out
+    assert 'no CUDA; distributed over gloo on CPUs, world size 2' in out
     ckpt = _load(work / 'epoch_2.pth')
     assert (work / 'last_checkpoint').read_text() == str(work / 'epoch_2.pth')
     # 16 frames / (2 ranks x 4) = 2 iterations per epoch

@@ -65,7 +65,7 @@ class KeyposeRunner(Runner):
         torch.distributed.init_process_group(backend='gloo', **kwargs)
         if torch.distributed.get_rank() == 0:
             print_log(
-                f'KeyposeRunner: no CUDA; distributed training over gloo on CPUs, '
+                f'KeyposeRunner: no CUDA; distributed over gloo on CPUs, '
                 f'world size {torch.distributed.get_world_size()} (dist_cfg.backend '
                 f'{dist_cfg.get("backend", "nccl")!r} needs GPUs)',
                 logger='current')
