@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.runner import Runner
 
 from keypose_ext.datasets.bottle_video_dataset import BottleVideoDataset
 from keypose_ext.testing.synthetic_bottle import make_bottle_dataset
+from keypose_ext.utils.cli import build_runner
 from keypose_ext.utils.errors import UserValueError
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -56,7 +56,7 @@ def _cfg(data_root, work_dir, random_flip=False, **train_cfg):
 
 
 def _train(cfg):
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.train()
     losses = runner.message_hub.get_scalar('train/loss').data[0]
     return runner, np.asarray(losses)
@@ -105,9 +105,9 @@ def test_random_pipeline(data_root, tmp_path):
 
 def test_options_are_checked(data_root, tmp_path):
     with pytest.raises(UserValueError, match='fast_path'):
-        Runner.from_cfg(_cfg(data_root, tmp_path, fast_path='yes')).train()
+        build_runner(_cfg(data_root, tmp_path, fast_path='yes')).train()
     with pytest.raises(UserValueError, match='autocast'):
-        Runner.from_cfg(_cfg(data_root, tmp_path, autocast='fp16')).train()
+        build_runner(_cfg(data_root, tmp_path, autocast='fp16')).train()
 
 
 def test_too_large_for_the_device_budget(data_root, tmp_path):
@@ -157,3 +157,34 @@ def test_skipping_non_finite_steps_needs_the_plain_loop(data_root, tmp_path):
     cfg.default_hooks.non_finite_loss = dict(type='NonFiniteLossHook', action='skip')
     with pytest.raises(UserValueError, match='NonFiniteLossHook'):
         _train(cfg)
+
+
+def test_fast_path_resumed_mid_epoch_continues_exactly(plain, data_root, tmp_path):
+    """A checkpoint every iteration; the run dies after iteration 4 (epoch 2, batch 1)
+    and is resumed: iterations 5..9 give the uninterrupted (plain) run's losses."""
+    from mmengine.hooks import Hook
+
+    class Killed(BaseException):
+        pass
+
+    class Die(Hook):
+        priority = 'LOWEST'  # after the iteration's checkpoint
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            if runner.iter + 1 == 4:
+                raise Killed
+
+    def cfg(resume):
+        c = _cfg(data_root, tmp_path, fast_path=True)
+        c.default_hooks.checkpoint = dict(type='KeyposeCheckpointHook', interval=1,
+                                          by_epoch=False)
+        c.resume = resume
+        return c
+
+    runner = build_runner(cfg(False))
+    runner.register_hook(Die())
+    with pytest.raises(Killed):
+        runner.train()
+    runner, losses = _train(cfg(True))
+    assert runner.train_loop.fast_path_active and runner.iter == EPOCHS * 3
+    np.testing.assert_allclose(losses[-5:], plain[1][-5:], rtol=1e-6, atol=0)
