@@ -123,6 +123,13 @@ def test_load_config_errors(tmp_path, text, needle):
     assert str(path) in str(e.value) or 'missing_base' in str(e.value)
 
 
+def test_load_config_keeps_the_traceback_of_code_it_calls(tmp_path):
+    path = tmp_path / 'cfg.py'
+    path.write_text('import json\nx = json.loads(5)\n')  # raised inside json: not ours to judge
+    with pytest.raises(TypeError):
+        load_config(str(path))
+
+
 def test_load_config_bad_cfg_options(tmp_path):
     path = tmp_path / 'cfg.py'
     path.write_text('pipeline = [dict(type="A")]\n')

@@ -41,15 +41,19 @@ def load_config(path: str, cfg_options=None):
         cfg = Config.fromfile(path)
     except SyntaxError as e:  # in a _base_ file; mmengine's message names it
         raise UserValueError(f'{e}; fix the Python syntax there') from None
+    except KeyposeUserError:
+        raise
     except Exception as e:
-        where = _config_frame(e)
-        if where is not None:
-            raise UserValueError(f'{where[0]}, line {where[1]}: {type(e).__name__}: {e}; '
-                                 'fix the config') from None
-        if isinstance(e, (FileNotFoundError, KeyError)) and 'custom modules' not in str(e):
+        frame, line = _raise_site(e)
+        if frame.f_code.co_name == '<module>' and '_base_' in frame.f_globals:
+            # raised by the config's own code (mmengine runs it with _base_ in globals)
+            raise UserValueError(f'{frame.f_code.co_filename}, line {line}: '
+                                 f'{type(e).__name__}: {e}; fix the config') from None
+        if (isinstance(e, (FileNotFoundError, KeyError))
+                and frame.f_globals.get('__name__', '').startswith('mmengine.config')):
             # mmengine: a missing _base_ file, a key defined by two bases
             raise UserValueError(f'config {path}: {_text(e)}; fix its _base_ list') from None
-        raise
+        raise  # e.g. a bug in code the config imports: keep the traceback
     if cfg_options:
         try:
             cfg.merge_from_dict(cfg_options)
@@ -70,17 +74,12 @@ def _check_syntax(path: str) -> None:
         raise UserValueError(f'{path}: not a UTF-8 text file; pass a Python config') from None
 
 
-def _config_frame(exc: BaseException):
-    """(file, line) of the innermost config-file frame the exception came through."""
-    found = None
+def _raise_site(exc: BaseException):
+    """(frame, line) where ``exc`` was raised: the innermost traceback entry."""
     tb = exc.__traceback__
-    while tb is not None:
-        # mmengine executes a config's code with ``_base_`` in its globals.
-        frame = tb.tb_frame
-        if frame.f_code.co_name == '<module>' and '_base_' in frame.f_globals:
-            found = (frame.f_code.co_filename, tb.tb_lineno)
+    while tb.tb_next is not None:
         tb = tb.tb_next
-    return found
+    return tb.tb_frame, tb.tb_lineno
 
 
 def build_runner(cfg):
