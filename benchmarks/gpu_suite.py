@@ -224,6 +224,7 @@ def step_plain_loop(ctx):
     y = torch.stack([d.gt_instance_labels.keypoint_labels[0] for d in data['data_samples']])
     y = y.flatten(1).to(device)
     rows = {}
+    torch.backends.cudnn.benchmark = True  # as the bottle config's env_cfg
     for name, fast in (('seed_fp32', False), ('bf16_channels_last', True)):
         if fast and device.type != 'cuda':
             continue

@@ -86,6 +86,9 @@ test_dataloader = val_dataloader
 train_cfg = dict(_delete_=True, type='DeviceResidentTrainLoop', max_epochs=1000,
                  val_interval=50)
 
+# Every batch has the same shape (but the last of an epoch): let cuDNN pick its kernels once.
+env_cfg = dict(cudnn_benchmark=True)
+
 val_evaluator = dict(type='DepthKeypointMetric')
 test_evaluator = val_evaluator
 
