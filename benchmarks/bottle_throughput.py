@@ -137,7 +137,8 @@ def main(argv=None):
             print(f'  train step ({r["device"]}, batch {r["batch"]}): {r["ms_per_step"]} ms,'
                   f' {r["images_per_s"]} img/s')
     if args.json:
-        with open(args.json, 'w') as f:
+        from keypose_ext.utils.io import atomic_write
+        with atomic_write(args.json, 'w') as f:
             json.dump(result, f, indent=1)
     return result
 

@@ -214,7 +214,8 @@ def main(argv=None) -> int:
     result = run(args)
     print_table(result)
     if args.json:
-        with open(args.json, 'w') as f:
+        from keypose_ext.utils.io import atomic_write
+        with atomic_write(args.json, 'w') as f:
             json.dump(result, f, indent=1)
     return 0
 

@@ -340,7 +340,8 @@ def step_sapiens_1b_memory(ctx):
     result = dict(status='ok' if rc == 0 else ('timeout' if rc is None else 'fail'), rc=rc)
     rows = []
     if osp.isfile(out):
-        rows = json.load(open(out)).get('rows', [])
+        from keypose_ext.utils.io import load_json
+        rows = load_json(out, 'sapiens_memory.py result').get('rows', [])
     elif log and osp.isfile(log):  # partial: the JSON lines it printed per row
         for line in open(log):
             if line.startswith('{'):
@@ -407,7 +408,12 @@ def _child(name, ctx, result_path, catch=(BaseException, )):
     except catch as e:  # reported, not raised: the suite goes on
         result = dict(status='error', error=f'{type(e).__name__}: {e}'[:2000],
                       traceback=traceback.format_exc()[-4000:])
-    with open(result_path, 'w') as f:
+    if name in LIGHT_STEPS:  # keypose_ext not imported here (seconds): a plain write
+        with open(result_path, 'w') as f:
+            json.dump(result, f, indent=1, default=str)
+        return
+    from keypose_ext.utils.io import atomic_write  # a killed step leaves no half file
+    with atomic_write(result_path, 'w') as f:
         json.dump(result, f, indent=1, default=str)
 
 
@@ -459,7 +465,11 @@ def _run_step(name, ctx, limit):
     if timed_out:
         result = dict(status='timeout', note=f'stopped after its {limit:.0f} s limit')
     elif osp.isfile(result_path):
-        result = json.load(open(result_path))
+        try:
+            with open(result_path) as f:
+                result = json.load(f)
+        except ValueError as e:  # a light step killed while writing
+            result = dict(status='error', error=f'unreadable result {result_path}: {e}')
     else:
         result = dict(status='error', error='the step ended without a result (crashed)')
     result.update(step=name, seconds=seconds, limit_s=round(limit))
@@ -568,10 +578,11 @@ def main(argv=None) -> int:
     total = round(time.perf_counter() - start, 1)
     summary = dict(total_s=total, budget_s=args.budget_s, cpu_smoke=args.cpu_smoke,
                    steps={name: r for name, r in ((r['step'], r) for _, r in results)})
-    with open(osp.join(out, 'gpu_suite.json'), 'w') as f:
+    from keypose_ext.utils.io import atomic_write
+    with atomic_write(osp.join(out, 'gpu_suite.json'), 'w') as f:
         json.dump(summary, f, indent=1, default=str)
     md = table(results) + f'\n\nTotal {total} s of a {args.budget_s:.0f} s budget.\n'
-    with open(osp.join(out, 'gpu_suite.md'), 'w') as f:
+    with atomic_write(osp.join(out, 'gpu_suite.md'), 'w') as f:
         f.write(md)
     print(md)
     ok = all(r['status'] in ('ok', 'skipped') for _, r in results)
