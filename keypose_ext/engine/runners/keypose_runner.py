@@ -194,6 +194,10 @@ def checkpoint_errors(filename: str, partial_flag: bool) -> Iterator[None]:
         if osp.getsize(filename) == 0:
             raise UserValueError(f'checkpoint {filename} is empty (0 bytes); '
                                  f'{_NOT_A_CHECKPOINT}')
+        if not _looks_like_torch_file(filename):
+            # torch's unpickler fails on random bytes with any exception type
+            raise UserValueError(f'checkpoint {filename}: {_NOT_A_CHECKPOINT} (neither a '
+                                 "complete zip archive nor torch's legacy format)")
     try:
         with mmengine_checkpoint_globals():
             yield
@@ -225,6 +229,15 @@ def checkpoint_errors(filename: str, partial_flag: bool) -> Iterator[None]:
             raise UserValueError(f'checkpoint {filename} does not fit the model: '
                                  f'{_summary(text)}{fix}') from None
         raise
+
+
+def _looks_like_torch_file(filename: str) -> bool:
+    """A complete zip archive (torch >= 1.6) or torch's legacy pickle header."""
+    if zipfile.is_zipfile(filename):
+        return True
+    head = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)
+    with open(filename, 'rb') as f:
+        return f.read(len(head)) == head
 
 
 def _first(e: BaseException) -> str:
