@@ -304,6 +304,14 @@ def test_empty_or_random_frame_is_one_user_error(data_root, content, cache):
     assert err.value.__suppress_context__ or err.value.__context__ is None
 
 
+def test_frame_deleted_after_build_is_named(data_root):
+    ds = _build(data_root)
+    os.remove(data_root / 'images' / '000004.jpg')
+    with pytest.raises(FileNotFoundError, match="000004.jpg' is gone") as err:
+        ds[4]
+    assert err.value.__suppress_context__
+
+
 def test_negative_depth_is_refused_naming_the_field(data_root):
 
     def edit(data):

@@ -428,8 +428,13 @@ class BottleVideoDataset(BaseCocoStyleDataset):
     def _decode(self, path: str) -> np.ndarray:
         """Decode like mmpose's ``LoadImage`` (mmcv, cv2 backend, BGR); an
         empty or undecodable file is one user error naming it."""
-        with open(path, 'rb') as f:
-            content = f.read()
+        try:
+            with open(path, 'rb') as f:
+                content = f.read()
+        except FileNotFoundError:
+            raise UserFileNotFoundError(
+                f'Frame {path!r} is gone (it existed when the dataset was built); '
+                'restore it or re-run the converter.') from None
         if not content:
             raise UserValueError(
                 f'Frame {path!r} is empty (0 bytes); re-run the converter '
@@ -571,6 +576,8 @@ class BottleVideoDataset(BaseCocoStyleDataset):
         except KeyposeUserError:
             raise
         except Exception:
+            if self._frame_cache is not None:
+                raise  # frames were checked when the cache was built
             path = BaseDataset.get_data_info(self, idx)['img_path']
             try:
                 self._decode(path)
