@@ -69,8 +69,10 @@ def serve_rates(base: dict, device: str, frames: int, repeats: int) -> dict:
                 ds[i]
             times[name].append(time.perf_counter() - t)
     rates = {name: frames / statistics.median(ts) for name, ts in times.items()}
-    return {name: dict(samples_per_s=round(r, 1), x_decode=round(r / rates['decode'], 1))
-            for name, r in rates.items()}
+    return {
+        name: dict(samples_per_s=round(r, 1), x_decode=round(r / rates['decode'], 1))
+        for name, r in rates.items()
+    }
 
 
 def train_step_rate(cfg, dataset_cfg: dict, device: str, batch: int, steps: int) -> dict:
@@ -93,14 +95,18 @@ def train_step_rate(cfg, dataset_cfg: dict, device: str, batch: int, steps: int)
     if device == 'cuda':
         torch.cuda.synchronize()
     dt = (time.perf_counter() - t) / steps
-    return dict(device=device, batch=batch, ms_per_step=round(dt * 1000, 1),
-                images_per_s=round(batch / dt, 1))
+    return dict(
+        device=device,
+        batch=batch,
+        ms_per_step=round(dt * 1000, 1),
+        images_per_s=round(batch / dt, 1))
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__)
     p.add_argument('--frames', type=int, default=64)
     p.add_argument('--size', type=int, nargs=2, default=(640, 480))
     p.add_argument('--input', type=int, default=224)
@@ -119,8 +125,12 @@ def main(argv=None):
     init_default_scope('mmpose')
     cfg = Config.fromfile(CONFIG)
     _set_input_size(cfg, (args.input, args.input))
-    result = dict(frames=args.frames, frame_size=list(args.size), input=args.input,
-                  repeats=args.repeats, torch_threads=torch.get_num_threads())
+    result = dict(
+        frames=args.frames,
+        frame_size=list(args.size),
+        input=args.input,
+        repeats=args.repeats,
+        torch_threads=torch.get_num_threads())
     with tempfile.TemporaryDirectory() as tmp:
         make_bottle_dataset(tmp + '/data', num_frames=args.frames, size=tuple(args.size))
         base = cfg.train_dataloader.dataset.to_dict()
@@ -132,8 +142,8 @@ def main(argv=None):
             print(f'  {name:13s} {r["samples_per_s"]:10.1f} samples/s  '
                   f'{r["x_decode"]:6.1f}x decode')
         if args.steps:
-            result['train_step'] = r = train_step_rate(
-                cfg, dict(base, cache=True), args.device, args.batch, args.steps)
+            result['train_step'] = r = train_step_rate(cfg, dict(base, cache=True), args.device,
+                                                       args.batch, args.steps)
             print(f'  train step ({r["device"]}, batch {r["batch"]}): {r["ms_per_step"]} ms,'
                   f' {r["images_per_s"]} img/s')
     if args.json:

@@ -39,17 +39,20 @@ TINY_INPUT = (64, 64)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__)
     p.add_argument('--config', default=CONFIG)
     p.add_argument('--train-steps', type=int, default=30)
     p.add_argument('--val-batches', type=int, default=10)
     p.add_argument('--decode-reps', type=int, default=5)
     p.add_argument('--images-per-category', type=int, default=16)
     p.add_argument('--workers', type=int, help='dataloader workers (default: the config\'s)')
-    p.add_argument('--tiny', action='store_true',
-                   help='CPU smoke test: 2-stage ResNet-18, small head, 64x64, batch 2')
+    p.add_argument(
+        '--tiny',
+        action='store_true',
+        help='CPU smoke test: 2-stage ResNet-18, small head, 64x64, batch 2')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--json', help='write the results here')
     return p.parse_args(argv)
@@ -69,10 +72,16 @@ def _configure(cfg, args, data_root):
             loader.num_workers = args.workers
     cfg.model.backbone.init_cfg = None  # random weights: nothing is downloaded
     if args.tiny:
-        cfg.model.backbone = dict(type='ResNet', depth=18, num_stages=2, strides=(1, 2),
-                                  dilations=(1, 1), out_indices=(1, ), init_cfg=None)
-        cfg.model.head.update(in_channels=128, embed_dims=32, num_layers=1, num_heads=4,
-                              ffn_dims=64)
+        cfg.model.backbone = dict(
+            type='ResNet',
+            depth=18,
+            num_stages=2,
+            strides=(1, 2),
+            dilations=(1, 1),
+            out_indices=(1, ),
+            init_cfg=None)
+        cfg.model.head.update(
+            in_channels=128, embed_dims=32, num_layers=1, num_heads=4, ffn_dims=64)
         for loader in (cfg.train_dataloader, cfg.val_dataloader):
             loader.batch_size = 2
             loader.num_workers = 0 if args.workers is None else args.workers
@@ -112,16 +121,22 @@ def run(args) -> dict:
     cfg = load_config(args.config)
     tmp = tempfile.mkdtemp(prefix='cape_throughput_')
     counts = TINY_DECODE_COUNTS if args.tiny else DECODE_COUNTS
-    make_synthetic_mp100(tmp, keypoint_counts=(5, 8) + counts,
-                         images_per_category=args.images_per_category,
-                         image_size_range=(96, 160) if args.tiny else (200, 320))
+    make_synthetic_mp100(
+        tmp,
+        keypoint_counts=(5, 8) + counts,
+        images_per_category=args.images_per_category,
+        image_size_range=(96, 160) if args.tiny else (200, 320))
     _configure(cfg, args, tmp)
     input_size = next(t.input_size for t in cfg.val_dataloader.dataset.pipeline
                       if t.type == 'TopdownAffine')
-    result = dict(config=args.config, device=str(device), tiny=args.tiny,
-                  input_size=list(input_size), backbone_depth=cfg.model.backbone.depth,
-                  train_batch=cfg.train_dataloader.batch_size,
-                  val_batch=cfg.val_dataloader.batch_size)
+    result = dict(
+        config=args.config,
+        device=str(device),
+        tiny=args.tiny,
+        input_size=list(input_size),
+        backbone_depth=cfg.model.backbone.depth,
+        train_batch=cfg.train_dataloader.batch_size,
+        val_batch=cfg.val_dataloader.batch_size)
     if device.type == 'cuda':
         result['gpu'] = torch.cuda.get_device_name(device)
 
@@ -135,25 +150,28 @@ def run(args) -> dict:
     train_cfg.dataset.episodes_per_epoch = 10**6
     loader = Runner.build_dataloader(train_cfg, seed=0)
     model.train()
-    s = _timed_steps(loader, args.train_steps, 3,
-                     lambda b: model.train_step(b, optim_wrapper), device)
-    result['train'] = dict(s_per_iter=round(s, 4),
-                           episodes_per_s=round(train_cfg.batch_size / s, 1),
-                           steps=args.train_steps)
+    s = _timed_steps(loader, args.train_steps, 3, lambda b: model.train_step(b, optim_wrapper),
+                     device)
+    result['train'] = dict(
+        s_per_iter=round(s, 4),
+        episodes_per_s=round(train_cfg.batch_size / s, 1),
+        steps=args.train_steps)
 
     # ---- validation: test-mode episodes over the training file's categories
     val_cfg = cfg.val_dataloader.copy()
-    val_cfg.dataset.update(ann_file=train_cfg.dataset.ann_file, num_queries_per_episode=1,
-                           episodes_per_category=max(4, val_cfg.batch_size))
+    val_cfg.dataset.update(
+        ann_file=train_cfg.dataset.ann_file,
+        num_queries_per_episode=1,
+        episodes_per_category=max(4, val_cfg.batch_size))
     val_cfg.sampler = dict(type='DefaultSampler', shuffle=True, seed=0)
     loader = Runner.build_dataloader(val_cfg, seed=0)
     model.eval()
     with torch.no_grad():
-        s = _timed_steps(loader, min(args.val_batches, len(loader) - 1), 1,
-                         model.val_step, device)
-    result['val'] = dict(s_per_batch=round(s, 4),
-                         episodes_per_s=round(val_cfg.batch_size / s, 1),
-                         keypoint_counts=list(counts))
+        s = _timed_steps(loader, min(args.val_batches, len(loader) - 1), 1, model.val_step, device)
+    result['val'] = dict(
+        s_per_batch=round(s, 4),
+        episodes_per_s=round(val_cfg.batch_size / s, 1),
+        keypoint_counts=list(counts))
 
     # ---- decoding time vs keypoint count (batches of one category each)
     dataset = loader.dataset
@@ -169,8 +187,9 @@ def run(args) -> dict:
         for k in sorted(by_k):
             items = by_k[k]
             data = model.data_preprocessor(
-                dict(inputs=[x['inputs'] for x in items],
-                     data_samples=[x['data_samples'] for x in items]), False)
+                dict(
+                    inputs=[x['inputs'] for x in items],
+                    data_samples=[x['data_samples'] for x in items]), False)
             inputs, samples = data['inputs'], data['data_samples']
             backbone_t, decode_t = [], []
             for _ in range(args.decode_reps + 1):
@@ -186,10 +205,13 @@ def run(args) -> dict:
                 t2 = time.perf_counter()
                 backbone_t.append(t1 - t0)
                 decode_t.append(t2 - t1)
-            rows.append(dict(num_keypoints=k, batch=len(items),
-                             backbone_ms=round(1000 * statistics.median(backbone_t[1:]), 2),
-                             decode_ms=round(1000 * statistics.median(decode_t[1:]), 2),
-                             decoded=int(out['num_decoded'].max())))
+            rows.append(
+                dict(
+                    num_keypoints=k,
+                    batch=len(items),
+                    backbone_ms=round(1000 * statistics.median(backbone_t[1:]), 2),
+                    decode_ms=round(1000 * statistics.median(decode_t[1:]), 2),
+                    decoded=int(out['num_decoded'].max())))
     result['decode'] = rows
     return result
 

@@ -56,10 +56,15 @@ GOAL_LOSS, GOAL_RATIO = 1e-4, 0.95
 
 # Full sizes and --cpu-smoke sizes.
 SIZES = dict(
-    full=dict(frames=252, frame_size=224, input=224, epochs=1000, batch=16, plain_epochs=150,
-              ddp_epochs=20),
-    smoke=dict(frames=8, frame_size=64, input=32, epochs=3, batch=4, plain_epochs=3,
-               ddp_epochs=1),
+    full=dict(
+        frames=252,
+        frame_size=224,
+        input=224,
+        epochs=1000,
+        batch=16,
+        plain_epochs=150,
+        ddp_epochs=20),
+    smoke=dict(frames=8, frame_size=64, input=32, epochs=3, batch=4, plain_epochs=3, ddp_epochs=1),
 )
 
 
@@ -85,8 +90,8 @@ def _bottle_data(ctx):
     s = _sizes(ctx)
     root = osp.join(ctx['work'], 'bottle_data')
     if not osp.isfile(osp.join(root, 'annotations.json')):
-        make_bottle_dataset(root, num_frames=s['frames'],
-                            size=(s['frame_size'], s['frame_size']), seed=0)
+        make_bottle_dataset(
+            root, num_frames=s['frames'], size=(s['frame_size'], s['frame_size']), seed=0)
     return root
 
 
@@ -108,10 +113,13 @@ def _bottle_cfg(ctx, config, work_dir):
                 if t.type == 'GenerateTarget':
                     t.encoder.input_size = size
         cfg.model.head.decoder.input_size = size
-        opts.update({'train_cfg.max_epochs': s['epochs'], 'train_cfg.fast_path': True,
-                     'train_dataloader.batch_size': s['batch'],
-                     'default_hooks.logger.interval': 1,
-                     'default_hooks.checkpoint.save_best': None})
+        opts.update({
+            'train_cfg.max_epochs': s['epochs'],
+            'train_cfg.fast_path': True,
+            'train_dataloader.batch_size': s['batch'],
+            'default_hooks.logger.interval': 1,
+            'default_hooks.checkpoint.save_best': None
+        })
     cfg.merge_from_dict(opts)
     return cfg
 
@@ -154,10 +162,11 @@ def step_gpu(ctx):
         if ctx['cpu_smoke']:
             return dict(info, status='ok', note='cpu-smoke: no GPU needed')
         return dict(info, status='fail', note='no CUDA GPU visible: the suite needs one')
-    info.update(device_count=torch.cuda.device_count(), cudnn=torch.backends.cudnn.version(),
-                gpus=[torch.cuda.get_device_name(i)
-                      for i in range(torch.cuda.device_count())],
-                memory_gib=round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1))
+    info.update(
+        device_count=torch.cuda.device_count(),
+        cudnn=torch.backends.cudnn.version(),
+        gpus=[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        memory_gib=round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1))
     x = torch.randn(1024, 1024, device='cuda')
     info['matmul_ok'] = bool(torch.isfinite(x @ x).all())
     return dict(info, status='ok' if info['matmul_ok'] else 'fail')
@@ -180,19 +189,24 @@ def step_bottle_e2e(ctx):
     iters_per_epoch = len(runner.train_dataloader)
     images = s['frames'] * len(timer.seconds)  # every frame once per epoch
     train_s = sum(timer.seconds)
-    val = {k[4:]: float(v.current()) for k, v in hub.log_scalars.items()
-           if k.startswith('val/')}
+    val = {k[4:]: float(v.current()) for k, v in hub.log_scalars.items() if k.startswith('val/')}
     result = dict(
-        status='ok', wall_s=round(wall, 1), train_s=round(train_s, 1),
-        epochs=len(timer.seconds), iters=int(len(losses)), iters_per_epoch=iters_per_epoch,
+        status='ok',
+        wall_s=round(wall, 1),
+        train_s=round(train_s, 1),
+        epochs=len(timer.seconds),
+        iters=int(len(losses)),
+        iters_per_epoch=iters_per_epoch,
         images_per_s=round(images / train_s, 1),
         # steady state: the median epoch, without the first (packing, cudnn autotune)
         images_per_s_median_epoch=round(
             s['frames'] / statistics.median(timer.seconds[1:] or timer.seconds), 1),
-        final_loss=float(losses[-1]), final_epoch_mean_loss=float(
-            losses[-iters_per_epoch:].mean()),
-        fast_path=bool(loop.fast_path_active), fast_path_reason=loop.fast_path_reason,
-        host_reads=getattr(loop, 'num_host_reads', None), val=val)
+        final_loss=float(losses[-1]),
+        final_epoch_mean_loss=float(losses[-iters_per_epoch:].mean()),
+        fast_path=bool(loop.fast_path_active),
+        fast_path_reason=loop.fast_path_reason,
+        host_reads=getattr(loop, 'num_host_reads', None),
+        val=val)
     result['goal_final_loss_lt_1e-4'] = result['final_loss'] < GOAL_LOSS
     return result
 
@@ -201,6 +215,7 @@ def _seed_model():
     """Seed 000's model: torchvision ResNet-18 with a Linear(512, 27) head."""
     import torch
     import torchvision
+
     from keypose_ext.datasets.bottle_metainfo import NUM_KEYPOINTS
     model = torchvision.models.resnet18(weights=None)
     model.fc = torch.nn.Linear(model.fc.in_features, NUM_KEYPOINTS * 3)
@@ -255,10 +270,11 @@ def step_plain_loop(ctx):
             _sync(device)
             epoch_s.append(time.perf_counter() - t)
         steady = epoch_s[1:] or epoch_s
-        rows[name] = dict(images_per_s=round(len(xs) * len(steady) / sum(steady), 1),
-                          images_per_s_median_epoch=round(
-                              len(xs) / statistics.median(steady), 1),
-                          epochs=s['plain_epochs'], final_loss=losses[-1])
+        rows[name] = dict(
+            images_per_s=round(len(xs) * len(steady) / sum(steady), 1),
+            images_per_s_median_epoch=round(len(xs) / statistics.median(steady), 1),
+            epochs=s['plain_epochs'],
+            final_loss=losses[-1])
     result = dict(status='ok', **rows)
     a = ctx['results'].get('bottle_e2e', {})
     if a.get('status') == 'ok':
@@ -266,8 +282,7 @@ def step_plain_loop(ctx):
         result['ratio_a_over_b'] = round(
             a['images_per_s_median_epoch'] / ref['images_per_s_median_epoch'], 3)
         result['ratio_a_over_seed_fp32'] = round(
-            a['images_per_s_median_epoch'] / rows['seed_fp32']['images_per_s_median_epoch'],
-            3)
+            a['images_per_s_median_epoch'] / rows['seed_fp32']['images_per_s_median_epoch'], 3)
         result['goal_ratio_ge_0.95'] = result['ratio_a_over_b'] >= GOAL_RATIO
     return result
 
@@ -277,9 +292,13 @@ def _run_tool(cmd, ctx, log_name, timeout=None):
     (return code or None after ``timeout``, log path)."""
     log = osp.join(ctx['out'], log_name)
     with open(log, 'w') as f:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
-                                start_new_session=True,
-                                env=dict(os.environ, PYTHONPATH=ROOT, PYTHON=sys.executable))
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=dict(os.environ, PYTHONPATH=ROOT, PYTHON=sys.executable))
         try:
             return proc.wait(timeout), log
         except subprocess.TimeoutExpired:
@@ -298,16 +317,16 @@ def step_ddp_2gpu(ctx):
     data = _bottle_data(ctx)
     work = osp.join(ctx['work'], 'c_ddp')
     opts = [f'{k}_dataloader.dataset.data_root={data}' for k in ('train', 'val', 'test')]
-    opts += [f'train_cfg.max_epochs={s["ddp_epochs"]}', 'train_cfg.val_interval=1000',
-             'randomness.seed=0']
+    opts += [
+        f'train_cfg.max_epochs={s["ddp_epochs"]}', 'train_cfg.val_interval=1000',
+        'randomness.seed=0'
+    ]
     t0 = time.perf_counter()
-    rc, log = _run_tool(['bash', 'tools/dist_train.sh', DDP_CONFIG, '2', '--work-dir', work,
-                         '--cfg-options', *opts], ctx, 'c_ddp.log',
-                        timeout=ctx['limit_s'] - 10)
+    cmd = ['bash', 'tools/dist_train.sh', DDP_CONFIG, '2', '--work-dir', work, '--cfg-options']
+    rc, log = _run_tool(cmd + opts, ctx, 'c_ddp.log', timeout=ctx['limit_s'] - 10)
     wall = time.perf_counter() - t0
     status = 'ok' if rc == 0 else ('timeout' if rc is None else 'fail')
-    result = dict(status=status, rc=rc, wall_s=round(wall, 1),
-                  epochs=s['ddp_epochs'], log=log)
+    result = dict(status=status, rc=rc, wall_s=round(wall, 1), epochs=s['ddp_epochs'], log=log)
     scalars = sorted(_find(work, 'scalars.json'))
     if scalars:
         lines = [json.loads(line) for line in open(scalars[-1]) if '"loss"' in line]
@@ -328,15 +347,18 @@ def step_sapiens_1b_memory(ctx):
     out = osp.join(ctx['out'], 'sapiens_memory.json')
     if ctx['cpu_smoke']:
         # In-process: this process already holds the imports (seconds, not tens).
-        rc = _script('sapiens_memory').main(['--tiny', '--allow-cpu', '--iters', '2',
-                                             '--batch-size', '1', '--routes', 'phase 1',
-                                             '--out', out])
+        rc = _script('sapiens_memory').main([
+            '--tiny', '--allow-cpu', '--iters', '2', '--batch-size', '1', '--routes', 'phase 1',
+            '--out', out
+        ])
         log = None
     else:
         # Its own limit, a little inside the step's, so the rows printed so far are
         # still read back if it runs out.
         rc, log = _run_tool([sys.executable, 'benchmarks/sapiens_memory.py', '--out', out],
-                            ctx, 'd_sapiens_memory.log', timeout=ctx['limit_s'] - 15)
+                            ctx,
+                            'd_sapiens_memory.log',
+                            timeout=ctx['limit_s'] - 15)
     result = dict(status='ok' if rc == 0 else ('timeout' if rc is None else 'fail'), rc=rc)
     rows = []
     if osp.isfile(out):
@@ -349,17 +371,18 @@ def step_sapiens_1b_memory(ctx):
                     rows.append(json.loads(line))
                 except ValueError:
                     pass
-    keys = ('route', 'status', 'max_allocated_gib', 'max_reserved_gib', 'estimate_gib',
-            'fits_card', 's_per_iter')
-    result['phases'] = [dict({k: r.get(k) for k in keys if k in r},
-                             name=r.get('route', r.get('name'))) for r in rows]
+    keys = ('route', 'status', 'max_allocated_gib', 'max_reserved_gib', 'estimate_gib', 'fits_card',
+            's_per_iter')
+    result['phases'] = [
+        dict({k: r.get(k)
+              for k in keys if k in r}, name=r.get('route', r.get('name'))) for r in rows
+    ]
     return result
 
 
 def _script(name):
     import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(ROOT, 'benchmarks', f'{name}.py'))
+    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, 'benchmarks', f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -370,13 +393,18 @@ def step_cape_throughput(ctx):
     cape = _script('cape_throughput')
     argv = ['--json', osp.join(ctx['out'], 'cape_throughput.json')]
     if ctx['cpu_smoke']:
-        argv += ['--tiny', '--train-steps', '1', '--val-batches', '1', '--decode-reps', '1',
-                 '--images-per-category', '3']
+        argv += [
+            '--tiny', '--train-steps', '1', '--val-batches', '1', '--decode-reps', '1',
+            '--images-per-category', '3'
+        ]
     result = cape.run(cape.parse_args(argv))
     cape.print_table(result)
-    return dict(status='ok', train_episodes_per_s=result['train']['episodes_per_s'],
-                val_episodes_per_s=result['val']['episodes_per_s'],
-                decode=result['decode'], input_size=result['input_size'])
+    return dict(
+        status='ok',
+        train_episodes_per_s=result['train']['episodes_per_s'],
+        val_episodes_per_s=result['val']['episodes_per_s'],
+        decode=result['decode'],
+        input_size=result['input_size'])
 
 
 def step_selftest_sleep(ctx):
@@ -385,11 +413,14 @@ def step_selftest_sleep(ctx):
     return dict(status='ok')
 
 
-STEP_FUNCS = dict(gpu_check=step_gpu, bottle_e2e=step_bottle_e2e,
-                  plain_loop=step_plain_loop, ddp_2gpu=step_ddp_2gpu,
-                  sapiens_1b_memory=step_sapiens_1b_memory,
-                  cape_throughput=step_cape_throughput,
-                  selftest_sleep=step_selftest_sleep)
+STEP_FUNCS = dict(
+    gpu_check=step_gpu,
+    bottle_e2e=step_bottle_e2e,
+    plain_loop=step_plain_loop,
+    ddp_2gpu=step_ddp_2gpu,
+    sapiens_1b_memory=step_sapiens_1b_memory,
+    cape_throughput=step_cape_throughput,
+    selftest_sleep=step_selftest_sleep)
 LIGHT_STEPS = ('gpu_check', 'selftest_sleep')  # need torch at most, not keypose_ext
 SMOKE_CHILD_STEPS = ('gpu_check', 'selftest_sleep')  # child processes even in smoke
 
@@ -406,8 +437,10 @@ def _child(name, ctx, result_path, catch=(BaseException, )):
             init_default_scope('mmpose')
         result = STEP_FUNCS[name](ctx)
     except catch as e:  # reported, not raised: the suite goes on
-        result = dict(status='error', error=f'{type(e).__name__}: {e}'[:2000],
-                      traceback=traceback.format_exc()[-4000:])
+        result = dict(
+            status='error',
+            error=f'{type(e).__name__}: {e}'[:2000],
+            traceback=traceback.format_exc()[-4000:])
     if name in LIGHT_STEPS:  # keypose_ext not imported here (seconds): a plain write
         with open(result_path, 'w') as f:
             json.dump(result, f, indent=1, default=str)
@@ -449,12 +482,18 @@ def _run_step(name, ctx, limit):
             os.chdir(cwd)
             torch.set_num_threads(threads)
     else:
-        cmd = [sys.executable, osp.abspath(__file__), '--child', name, '--ctx',
-               json.dumps({k: v for k, v in ctx.items() if k != 'results'}),
-               '--results', json.dumps(ctx['results']), '--result-path', result_path]
+        cmd = [
+            sys.executable,
+            osp.abspath(__file__), '--child', name, '--ctx',
+            json.dumps({
+                k: v
+                for k, v in ctx.items() if k != 'results'
+            }), '--results',
+            json.dumps(ctx['results']), '--result-path', result_path
+        ]
         with open(osp.join(ctx['out'], f'{name}.log'), 'w') as log:
-            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             try:
                 proc.wait(limit)
             except subprocess.TimeoutExpired:
@@ -499,8 +538,10 @@ def _fmt(value):
 
 def result_line(letter, r):
     """One line per step, e.g. ``RESULT a bottle_e2e ok 143.2s final_loss=3e-05 ...``."""
-    skip = {'step', 'seconds', 'limit_s', 'status', 'traceback', 'decode', 'phases', 'val',
-            'log', 'fast_path_reason'}
+    skip = {
+        'step', 'seconds', 'limit_s', 'status', 'traceback', 'decode', 'phases', 'val', 'log',
+        'fast_path_reason'
+    }
     figures = []
     for k, v in r.items():
         if k in skip:
@@ -510,13 +551,17 @@ def result_line(letter, r):
         else:
             figures.append(f'{k}={_fmt(v)}')
     if r.get('phases'):
-        figures += [f'[{p["name"]}: {p.get("max_allocated_gib", p.get("status"))} GiB, '
-                    f'est {p.get("estimate_gib")}]' for p in r['phases']]
+        figures += [
+            f'[{p["name"]}: {p.get("max_allocated_gib", p.get("status"))} GiB, '
+            f'est {p.get("estimate_gib")}]' for p in r['phases']
+        ]
     if r.get('decode'):
-        figures += [f'[K={d["num_keypoints"]}: decode {d["decode_ms"]} ms, backbone '
-                    f'{d["backbone_ms"]} ms, batch {d["batch"]}]' for d in r['decode']]
-    return (f'RESULT {letter} {r["step"]} {r["status"]} {r["seconds"]}s/{r["limit_s"]}s '
-            + ' '.join(figures))
+        figures += [
+            f'[K={d["num_keypoints"]}: decode {d["decode_ms"]} ms, backbone '
+            f'{d["backbone_ms"]} ms, batch {d["batch"]}]' for d in r['decode']
+        ]
+    return (f'RESULT {letter} {r["step"]} {r["status"]} {r["seconds"]}s/{r["limit_s"]}s ' +
+            ' '.join(figures))
 
 
 def table(results):
@@ -530,15 +575,19 @@ def table(results):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__)
     p.add_argument('--out', default='work_dirs/gpu_suite')
     p.add_argument('--budget-s', type=float, default=470, help='the whole suite')
     p.add_argument('--steps', default=ORDER, help='letters to run, e.g. ab')
     p.add_argument('--cpu-smoke', action='store_true', help='tiny sizes on the CPU')
-    p.add_argument('--limit-scale', type=float, default=1.0,
-                   help='multiply every step limit (e.g. 0.5 on a faster machine)')
+    p.add_argument(
+        '--limit-scale',
+        type=float,
+        default=1.0,
+        help='multiply every step limit (e.g. 0.5 on a faster machine)')
     p.add_argument('--child', help=argparse.SUPPRESS)
     p.add_argument('--ctx', help=argparse.SUPPRESS)
     p.add_argument('--results', help=argparse.SUPPRESS)
@@ -551,16 +600,15 @@ def main(argv=None) -> int:
 
     out = osp.abspath(args.out)
     os.makedirs(out, exist_ok=True)
-    ctx = dict(out=out, work=tempfile.mkdtemp(prefix='gpu_suite_'), cpu_smoke=args.cpu_smoke,
-               results={})
+    ctx = dict(
+        out=out, work=tempfile.mkdtemp(prefix='gpu_suite_'), cpu_smoke=args.cpu_smoke, results={})
     start = time.perf_counter()
     results = []
 
     def run(letter, name, limit):
         left = args.budget_s - (time.perf_counter() - start)
         if left < 5:
-            r = dict(status='skipped', note='suite budget spent', step=name, seconds=0,
-                     limit_s=0)
+            r = dict(status='skipped', note='suite budget spent', step=name, seconds=0, limit_s=0)
         else:
             r = _run_step(name, ctx, min(limit * args.limit_scale, left))
         ctx['results'][name] = {k: v for k, v in r.items() if k != 'traceback'}
@@ -576,8 +624,14 @@ def main(argv=None) -> int:
             if letter in args.steps:
                 run(letter, *STEPS[letter][:2])
     total = round(time.perf_counter() - start, 1)
-    summary = dict(total_s=total, budget_s=args.budget_s, cpu_smoke=args.cpu_smoke,
-                   steps={name: r for name, r in ((r['step'], r) for _, r in results)})
+    summary = dict(
+        total_s=total,
+        budget_s=args.budget_s,
+        cpu_smoke=args.cpu_smoke,
+        steps={
+            name: r
+            for name, r in ((r['step'], r) for _, r in results)
+        })
     from keypose_ext.utils.io import atomic_write
     with atomic_write(osp.join(out, 'gpu_suite.json'), 'w') as f:
         json.dump(summary, f, indent=1, default=str)

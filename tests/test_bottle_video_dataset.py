@@ -13,10 +13,8 @@ from mmengine.dataset import pseudo_collate
 from mmpose.registry import DATASETS
 from torch.utils.data import DataLoader
 
-from keypose_ext.datasets.bottle_metainfo import (BOTTLE_METAINFO,
-                                                  BOX_CORNER_SIGNS, BOX_EDGES,
-                                                  KEYPOINT_NAMES,
-                                                  NUM_KEYPOINTS)
+from keypose_ext.datasets.bottle_metainfo import (BOTTLE_METAINFO, BOX_CORNER_SIGNS, BOX_EDGES,
+                                                  KEYPOINT_NAMES, NUM_KEYPOINTS)
 from keypose_ext.datasets.bottle_video_dataset import recommended_num_workers
 from keypose_ext.testing.synthetic_bottle import make_bottle_dataset
 from keypose_ext.utils.errors import UserRuntimeError, UserValueError
@@ -74,12 +72,9 @@ def test_parsed_sample_and_metainfo(master):
     info = ds.get_data_info(5)
     assert info['keypoints_depth'].dtype == np.float32
     assert info['keypoints_depth'].shape == (1, 9)
-    np.testing.assert_allclose(info['keypoints_depth'][0],
-                               ann['keypoints_depth'])
+    np.testing.assert_allclose(info['keypoints_depth'][0], ann['keypoints_depth'])
     np.testing.assert_allclose(
-        info['keypoints'][0],
-        np.array(ann['keypoints']).reshape(9, 3)[:, :2],
-        atol=1e-4)
+        info['keypoints'][0], np.array(ann['keypoints']).reshape(9, 3)[:, :2], atol=1e-4)
     assert info['keypoints_3d'].shape == (1, 9, 3)
     assert info['frame_index'] == 5
     # bbox_mode='frame': the whole frame, not the clipped W-1/H-1 box.
@@ -89,10 +84,8 @@ def test_parsed_sample_and_metainfo(master):
 
 def test_annotation_bbox_mode(master):
     ds = _build(master, pipeline=[], bbox_mode='annotation')
-    x, y, w, h = json.load(open(master / 'annotations.json'))[
-        'annotations'][0]['bbox']
-    np.testing.assert_allclose(ds.get_data_info(0)['bbox'],
-                               [[x, y, x + w, y + h]], atol=1e-3)
+    x, y, w, h = json.load(open(master / 'annotations.json'))['annotations'][0]['bbox']
+    np.testing.assert_allclose(ds.get_data_info(0)['bbox'], [[x, y, x + w, y + h]], atol=1e-3)
     with pytest.raises(ValueError, match='bbox_mode'):
         _build(master, bbox_mode='crop')
 
@@ -106,9 +99,8 @@ def test_full_pipeline_packs_targets_and_depth(master):
     labels = ds_.gt_instance_labels.keypoint_labels
     assert labels.shape == (1, 9, 3)
     # The label's depth channel is the annotated depth (depth_scale=1).
-    np.testing.assert_allclose(labels[0, :, 2].numpy(),
-                               ds_.gt_instances.keypoints_depth[0],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        labels[0, :, 2].numpy(), ds_.gt_instances.keypoints_depth[0], atol=1e-5)
 
 
 def test_cache_decodes_each_frame_once_and_matches_files(data_root):
@@ -129,8 +121,7 @@ def test_cache_decodes_each_frame_once_and_matches_files(data_root):
     # Workers read the shared map only: with the frames gone from disk,
     # a multi-worker epoch still yields every sample.
     shutil.rmtree(data_root / 'images')
-    loader = DataLoader(
-        cached, batch_size=4, num_workers=2, collate_fn=pseudo_collate)
+    loader = DataLoader(cached, batch_size=4, num_workers=2, collate_fn=pseudo_collate)
     seen = [s.metainfo['id'] for b in loader for s in b['data_samples']]
     assert sorted(seen) == list(range(1, NUM_FRAMES + 1))
     assert cached.num_decoded == NUM_FRAMES
@@ -143,8 +134,7 @@ def test_cache_is_rebuilt_when_a_frame_changes(data_root):
     cv2.imwrite(str(img_path), 255 - img)
     ds = _build(data_root, cache=True, pipeline=[])
     assert ds.num_decoded == NUM_FRAMES
-    np.testing.assert_array_equal(
-        ds.get_data_info(3)['img'], cv2.imread(str(img_path)))
+    np.testing.assert_array_equal(ds.get_data_info(3)['img'], cv2.imread(str(img_path)))
     assert len(os.listdir(data_root / '.cache')) == 2
 
 
@@ -180,12 +170,11 @@ def test_frame_size_disagreeing_with_annotation(data_root):
 
 def _ddp_worker(rank, init_file, root, cache_dir, queue):
     import torch.distributed as dist
+    from mmengine.registry import init_default_scope
 
     import keypose_ext  # noqa: F401
-    from mmengine.registry import init_default_scope
     init_default_scope('mmpose')
-    dist.init_process_group(
-        'gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
     try:
         ds = DATASETS.build(
             dict(
@@ -194,8 +183,8 @@ def _ddp_worker(rank, init_file, root, cache_dir, queue):
                 cache=True,
                 cache_dir=cache_dir,
                 pipeline=[]))
-        queue.put((rank, ds.num_decoded, ds._frame_cache.path,
-                   int(ds.get_data_info(3)['img'].sum())))
+        queue.put(
+            (rank, ds.num_decoded, ds._frame_cache.path, int(ds.get_data_info(3)['img'].sum())))
     finally:
         dist.destroy_process_group()
 
@@ -206,8 +195,8 @@ def test_ddp_rank0_decodes_and_other_ranks_wait(data_root, tmp_path):
     procs = [
         ctx.Process(
             target=_ddp_worker,
-            args=(r, str(tmp_path / 'init'), str(data_root),
-                  str(tmp_path / 'cache'), queue)) for r in range(2)
+            args=(r, str(tmp_path / 'init'), str(data_root), str(tmp_path / 'cache'), queue))
+        for r in range(2)
     ]
     for p in procs:
         p.start()
@@ -239,14 +228,12 @@ def test_cache_device_cpu_runs_the_pipeline_once(master):
     second = ds[4]
     assert second['inputs'] is first['inputs']
     assert second['data_samples'] is not first['data_samples']
-    np.testing.assert_array_equal(
-        second['data_samples'].gt_instances.keypoints_depth,
-        first['data_samples'].gt_instances.keypoints_depth)
+    np.testing.assert_array_equal(second['data_samples'].gt_instances.keypoints_depth,
+                                  first['data_samples'].gt_instances.keypoints_depth)
     assert torch.equal(first['inputs'], _build(master)[4]['inputs'])
 
 
-def test_cache_device_refuses_random_pipelines_and_workers(
-        master, monkeypatch):
+def test_cache_device_refuses_random_pipelines_and_workers(master, monkeypatch):
     random_pipeline = PIPELINE[:1] + [dict(type='RandomFlip')] + PIPELINE[1:]
     with pytest.raises(ValueError, match='RandomFlip'):
         _build(master, cache_device='cpu', pipeline=random_pipeline)
@@ -275,8 +262,7 @@ def test_missing_annotation_file(tmp_path):
 
 def test_malformed_json_names_file_and_line(data_root):
     (data_root / 'annotations.json').write_text('{\n"images": [,]\n}')
-    with pytest.raises(ValueError,
-                       match=r'annotations.json: malformed JSON at line 2'):
+    with pytest.raises(ValueError, match=r'annotations.json: malformed JSON at line 2'):
         _build(data_root)
 
 
@@ -318,9 +304,10 @@ def test_negative_depth_is_refused_naming_the_field(data_root):
         data['annotations'][4]['keypoints_depth'][3] = -0.25
 
     _edit_annotations(data_root, edit)
-    with pytest.raises(UserValueError,
-                       match=r'annotation id 5: "keypoints_depth"\[3\] '
-                       r'\(corner_npn\) is -0.25.*cannot be negative'):
+    with pytest.raises(
+            UserValueError,
+            match=r'annotation id 5: "keypoints_depth"\[3\] '
+            r'\(corner_npn\) is -0.25.*cannot be negative'):
         _build(data_root)
 
 
@@ -329,8 +316,9 @@ def test_codec_for_another_keypoint_count_is_refused_at_build(master):
     pipeline = PIPELINE[:3] + [dict(type='GenerateTarget', encoder=codec)]
     with pytest.raises(UserValueError, match='num_keypoints=8.*9 keypoints'):
         _build(master, pipeline=pipeline, cache=True)
-    _build(master, pipeline=PIPELINE[:3] + [
-        dict(type='GenerateTarget', encoder=dict(CODEC, num_keypoints=9))])
+    _build(
+        master,
+        pipeline=PIPELINE[:3] + [dict(type='GenerateTarget', encoder=dict(CODEC, num_keypoints=9))])
 
 
 def _refuse_writes_under(monkeypatch, root):
@@ -345,20 +333,17 @@ def _refuse_writes_under(monkeypatch, root):
     monkeypatch.setattr(os, 'makedirs', makedirs)
 
 
-def test_read_only_data_root_falls_back_to_the_user_cache(
-        data_root, tmp_path, monkeypatch):
+def test_read_only_data_root_falls_back_to_the_user_cache(data_root, tmp_path, monkeypatch):
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
     _refuse_writes_under(monkeypatch, data_root)
     ds = _build(data_root, cache=True, pipeline=[])
     assert ds.num_decoded == NUM_FRAMES
-    assert ds._frame_cache.path.startswith(
-        str(tmp_path / 'xdg' / 'keypose_ext' / 'bottle_frames'))
+    assert ds._frame_cache.path.startswith(str(tmp_path / 'xdg' / 'keypose_ext' / 'bottle_frames'))
     assert not (data_root / '.cache').exists()
     assert _build(data_root, cache=True, pipeline=[]).num_decoded == 0
 
 
-def test_unwritable_cache_dir_is_one_line_naming_folder_and_fix(
-        data_root, tmp_path, monkeypatch):
+def test_unwritable_cache_dir_is_one_line_naming_folder_and_fix(data_root, tmp_path, monkeypatch):
     _refuse_writes_under(monkeypatch, data_root)
     with pytest.raises(UserRuntimeError) as err:
         _build(data_root, cache=True, cache_dir=str(data_root / 'c'))
@@ -406,14 +391,11 @@ def test_output_cache_is_automatic_for_deterministic_pipelines(master):
     assert not _build(master).outputs_cached  # cache=False
     assert not _build(master, cache=True, cache_outputs=False).outputs_cached
     random_pipeline = PIPELINE[:1] + [dict(type='RandomFlip')] + PIPELINE[1:]
-    assert not _build(master, cache=True,
-                      pipeline=random_pipeline).outputs_cached
+    assert not _build(master, cache=True, pipeline=random_pipeline).outputs_cached
     with pytest.raises(UserValueError, match='cache_outputs=True.*RandomFlip'):
-        _build(master, cache=True, cache_outputs=True,
-               pipeline=random_pipeline)
+        _build(master, cache=True, cache_outputs=True, pipeline=random_pipeline)
     # Unlike cache_device, the CPU output cache works inside workers too.
-    loader = DataLoader(ds, batch_size=4, num_workers=2,
-                        collate_fn=pseudo_collate)
+    loader = DataLoader(ds, batch_size=4, num_workers=2, collate_fn=pseudo_collate)
     assert sum(len(b['inputs']) for b in loader) == NUM_FRAMES
 
 
@@ -429,13 +411,12 @@ def test_recommended_num_workers():
 def test_eight_keypoints_name_annotation_and_nine(data_root):
 
     def edit(data):
-        data['annotations'][3]['keypoints'] = data['annotations'][3][
-            'keypoints'][:24]
+        data['annotations'][3]['keypoints'] = data['annotations'][3]['keypoints'][:24]
 
     _edit_annotations(data_root, edit)
-    with pytest.raises(ValueError,
-                       match=r'annotation id 4: "keypoints" has 8 keypoints'
-                       r'.*expected 9'):
+    with pytest.raises(
+            ValueError, match=r'annotation id 4: "keypoints" has 8 keypoints'
+            r'.*expected 9'):
         _build(data_root)
 
 
@@ -446,9 +427,9 @@ def test_non_finite_depth_names_annotation(data_root, bad):
         data['annotations'][6]['keypoints_depth'][2] = bad
 
     _edit_annotations(data_root, edit)
-    with pytest.raises(ValueError,
-                       match=r'annotation id 7: "keypoints_depth" contains '
-                       'NaN'):
+    with pytest.raises(
+            ValueError, match=r'annotation id 7: "keypoints_depth" contains '
+            'NaN'):
         _build(data_root)
 
 
@@ -458,6 +439,7 @@ def test_missing_depth_field(data_root):
         del data['annotations'][0]['keypoints_depth']
 
     _edit_annotations(data_root, edit)
-    with pytest.raises(ValueError, match='annotation id 1 has no '
-                       '"keypoints_depth"'):
+    with pytest.raises(
+            ValueError, match='annotation id 1 has no '
+            '"keypoints_depth"'):
         _build(data_root)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
-from mmpose.datasets.transforms import (GenerateTarget, GetBBoxCenterScale,
-                                        PackPoseInputs, TopdownAffine)
+from mmpose.datasets.transforms import (GenerateTarget, GetBBoxCenterScale, PackPoseInputs,
+                                        TopdownAffine)
 from mmpose.registry import KEYPOINT_CODECS
 
 from keypose_ext.codecs import DepthKeypointCodec
@@ -31,8 +31,7 @@ def test_encode_formula_and_weights():
     labels, weights = enc['keypoint_labels'], enc['keypoint_weights']
     assert labels.shape == (2, 9, 3) and labels.dtype == np.float32
     assert weights.shape == (2, 9) and weights.dtype == np.float32
-    expect = np.concatenate(
-        [kpts / [W, H], ((depth - 0.7) / 0.5)[..., None]], axis=-1)
+    expect = np.concatenate([kpts / [W, H], ((depth - 0.7) / 0.5)[..., None]], axis=-1)
     expect[1, 4] = 0  # invisible → zeroed label
     np.testing.assert_allclose(labels, expect, rtol=1e-6, atol=1e-6)
     assert weights[1, 4] == 0 and weights.sum() == 17
@@ -43,8 +42,8 @@ def test_out_of_frame_corner_keeps_weight():
     kpts[0, 3] = [-20.0, H + 30.0]  # a box corner projected off the frame
     enc = _codec().encode(kpts, None, keypoints_depth=depth)
     assert enc['keypoint_weights'][0, 3] == 1
-    np.testing.assert_allclose(enc['keypoint_labels'][0, 3, :2],
-                               [-20.0 / W, (H + 30.0) / H], rtol=1e-6)
+    np.testing.assert_allclose(
+        enc['keypoint_labels'][0, 3, :2], [-20.0 / W, (H + 30.0) / H], rtol=1e-6)
 
 
 def test_roundtrip_decode_and_decode_depth():
@@ -54,8 +53,7 @@ def test_roundtrip_decode_and_decode_depth():
     dec_kpts, scores = codec.decode(enc['keypoint_labels'])
     np.testing.assert_allclose(dec_kpts, kpts, rtol=1e-5, atol=1e-3)
     np.testing.assert_array_equal(scores, np.ones((3, 9)))
-    np.testing.assert_allclose(
-        codec.decode_depth(enc['keypoint_labels']), depth, atol=1e-5)
+    np.testing.assert_allclose(codec.decode_depth(enc['keypoint_labels']), depth, atol=1e-5)
 
 
 def test_invisible_nan_depth_is_masked_not_propagated():
@@ -105,18 +103,15 @@ def test_generate_target_and_pack_pose_inputs():
         keypoints=kpts.astype(np.float32),
         keypoints_visible=np.ones((1, 9), np.float32),
         keypoints_depth=depth.astype(np.float32))
-    codec_cfg = dict(type='DepthKeypointCodec', input_size=(W, H),
-                     depth_offset=0.5)
-    for t in (GetBBoxCenterScale(padding=1.0),
-              TopdownAffine(input_size=(W, H)),
+    codec_cfg = dict(type='DepthKeypointCodec', input_size=(W, H), depth_offset=0.5)
+    for t in (GetBBoxCenterScale(padding=1.0), TopdownAffine(input_size=(W, H)),
               GenerateTarget(encoder=codec_cfg), PackPoseInputs()):
         results = t(results)
     sample = results['data_samples']
     labels = sample.gt_instance_labels.keypoint_labels
     assert isinstance(labels, torch.Tensor) and labels.shape == (1, 9, 3)
     assert sample.gt_instance_labels.keypoint_weights.shape == (1, 9)
-    np.testing.assert_allclose(labels[0, :, 2].numpy(), depth[0] - 0.5,
-                               atol=1e-6)
+    np.testing.assert_allclose(labels[0, :, 2].numpy(), depth[0] - 0.5, atol=1e-6)
     # x, y are the affine-transformed keypoints, normalised by input size
     assert (labels[..., :2] >= 0).all() and (labels[..., :2] <= 1).all()
     # the default instance table is untouched: bboxes still packed

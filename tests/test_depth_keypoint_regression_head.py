@@ -6,8 +6,8 @@ import torch
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import OptimWrapper
 from mmengine.structures import InstanceData
-from mmpose.datasets.transforms import (GenerateTarget, GetBBoxCenterScale,
-                                        PackPoseInputs, TopdownAffine)
+from mmpose.datasets.transforms import (GenerateTarget, GetBBoxCenterScale, PackPoseInputs,
+                                        TopdownAffine)
 from mmpose.registry import MODELS
 from mmpose.structures import PoseDataSample
 
@@ -16,13 +16,16 @@ from keypose_ext.utils.errors import UserValueError
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 IN_W, IN_H = 64, 64
-CODEC = dict(type='DepthKeypointCodec', input_size=(IN_W, IN_H),
-             depth_scale=0.5, depth_offset=0.6, num_keypoints=9)
+CODEC = dict(
+    type='DepthKeypointCodec',
+    input_size=(IN_W, IN_H),
+    depth_scale=0.5,
+    depth_offset=0.6,
+    num_keypoints=9)
 
 
 def _head(**kw):
-    cfg = dict(type='DepthKeypointRegressionHead', in_channels=16,
-               num_joints=9, decoder=CODEC)
+    cfg = dict(type='DepthKeypointRegressionHead', in_channels=16, num_joints=9, decoder=CODEC)
     cfg.update(kw)
     return MODELS.build(cfg)
 
@@ -31,8 +34,7 @@ def _samples(labels, weights):
     out = []
     for lab, w in zip(labels, weights):
         s = PoseDataSample(metainfo=dict(input_size=(IN_W, IN_H)))
-        s.gt_instance_labels = InstanceData(
-            keypoint_labels=lab[None], keypoint_weights=w[None])
+        s.gt_instance_labels = InstanceData(keypoint_labels=lab[None], keypoint_weights=w[None])
         out.append(s)
     return out
 
@@ -60,8 +62,7 @@ def test_loss_values_and_logged_errors():
     w = weights[..., None]
     expect = ((pred * w - labels * w)**2).mean()
     torch.testing.assert_close(losses['loss_kpt'].detach(), expect)
-    err = ((pred[..., :2] - labels[..., :2]) *
-           torch.tensor([IN_W, IN_H])).norm(dim=-1)
+    err = ((pred[..., :2] - labels[..., :2]) * torch.tensor([IN_W, IN_H])).norm(dim=-1)
     mask = weights > 0
     torch.testing.assert_close(losses['mpjpe_2d'], err[mask].mean())
     depth_err = (pred[..., 2] - labels[..., 2]).abs()[mask].mean() * 0.5
@@ -75,26 +76,23 @@ def test_predict_outputs_pixels_and_metres():
     torch.manual_seed(0)
     head = _head()
     feats = (torch.randn(2, 16, 2, 2), )
-    preds = head.predict(feats, _samples(torch.zeros(2, 9, 3),
-                                         torch.ones(2, 9)))
+    preds = head.predict(feats, _samples(torch.zeros(2, 9, 3), torch.ones(2, 9)))
     raw = head(feats).detach().numpy()
     assert len(preds) == 2
     for p, r in zip(preds, raw):
         assert p.keypoints.shape == (1, 9, 2)
         assert p.keypoint_scores.shape == (1, 9)
         assert p.keypoints_depth.shape == (1, 9)
-        np.testing.assert_allclose(p.keypoints[0], r[:, :2] * [IN_W, IN_H],
-                                   rtol=1e-5)
-        np.testing.assert_allclose(p.keypoints_depth[0], r[:, 2] * 0.5 + 0.6,
-                                   rtol=1e-5)
+        np.testing.assert_allclose(p.keypoints[0], r[:, :2] * [IN_W, IN_H], rtol=1e-5)
+        np.testing.assert_allclose(p.keypoints_depth[0], r[:, 2] * 0.5 + 0.6, rtol=1e-5)
 
 
 def test_user_errors():
     head = _head()
     feats = (torch.randn(1, 16, 2, 2), )
     with pytest.raises(ValueError, match='flip test'):
-        head.predict(feats, _samples(torch.zeros(1, 9, 3), torch.ones(1, 9)),
-                     test_cfg=dict(flip_test=True))
+        head.predict(
+            feats, _samples(torch.zeros(1, 9, 3), torch.ones(1, 9)), test_cfg=dict(flip_test=True))
     with pytest.raises(ValueError, match='in_channels=16'):
         head((torch.randn(1, 32, 2, 2), ))
     with pytest.raises(ValueError, match='num_keypoints=9'):
@@ -102,8 +100,7 @@ def test_user_errors():
     with pytest.raises(ValueError, match=r'\(1, 8, 3\)'):
         head.loss(feats, _samples(torch.zeros(1, 8, 3), torch.ones(1, 8)))
     with pytest.raises(ValueError, match='needs a decoder'):
-        _head(decoder=None).predict(
-            feats, _samples(torch.zeros(1, 9, 3), torch.ones(1, 9)))
+        _head(decoder=None).predict(feats, _samples(torch.zeros(1, 9, 3), torch.ones(1, 9)))
 
 
 def test_keypoint_count_comes_from_one_place_and_must_agree():
@@ -120,8 +117,8 @@ def test_keypoint_count_comes_from_one_place_and_must_agree():
         _head(num_joints=8)
 
 
-@pytest.mark.parametrize('name', ['bottle_res18_overfit', 'bottle_res18_cpu_demo',
-                                  'bottle_res18_overfit_2xgpu_ddp'])
+@pytest.mark.parametrize(
+    'name', ['bottle_res18_overfit', 'bottle_res18_cpu_demo', 'bottle_res18_overfit_2xgpu_ddp'])
 def test_configs_derive_k_and_the_check_fires(name):
     """The configs take K from the metainfo; a head edited to another K is
     refused when the model is built (this fails without the check)."""
@@ -173,16 +170,18 @@ def _packed_batch(n=2, seed=0):
     for i in range(n):
         img = rng.integers(0, 255, (80, 100, 3), dtype=np.uint8)
         results = dict(
-            img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2],
-            img_path=f'frame_{i}.jpg', id=i, img_id=i,
+            img=img,
+            img_shape=img.shape[:2],
+            ori_shape=img.shape[:2],
+            img_path=f'frame_{i}.jpg',
+            id=i,
+            img_id=i,
             bbox=np.array([[0, 0, 100, 80]], np.float32),
             bbox_score=np.ones(1, np.float32),
-            keypoints=rng.uniform([10, 10], [90, 70],
-                                  (1, 9, 2)).astype(np.float32),
+            keypoints=rng.uniform([10, 10], [90, 70], (1, 9, 2)).astype(np.float32),
             keypoints_visible=np.ones((1, 9), np.float32),
             keypoints_depth=rng.uniform(0.4, 0.8, (1, 9)).astype(np.float32))
-        for t in (GetBBoxCenterScale(padding=1.0),
-                  TopdownAffine(input_size=(IN_W, IN_H)),
+        for t in (GetBBoxCenterScale(padding=1.0), TopdownAffine(input_size=(IN_W, IN_H)),
                   GenerateTarget(encoder=codec), PackPoseInputs()):
             results = t(results)
         items.append(results)
@@ -218,7 +217,5 @@ def test_topdown_estimator_overfits_and_maps_back_to_image():
         centre = out.metainfo['input_center']
         scale = out.metainfo['input_scale']
         expect = (r[:, :2] * scale + centre - 0.5 * scale)
-        np.testing.assert_allclose(pred.keypoints[0], expect, rtol=1e-4,
-                                   atol=1e-3)
-        np.testing.assert_allclose(pred.keypoints_depth[0],
-                                   r[:, 2] * 0.5 + 0.6, rtol=1e-5)
+        np.testing.assert_allclose(pred.keypoints[0], expect, rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(pred.keypoints_depth[0], r[:, 2] * 0.5 + 0.6, rtol=1e-5)

@@ -49,7 +49,10 @@ def _cfg(data_root, work_dir, random_flip=False, **train_cfg):
         'default_hooks.checkpoint.interval': 100,
         'default_hooks.checkpoint.save_best': None,
         'randomness': dict(seed=0),
-        **{f'train_cfg.{k}': v for k, v in train_cfg.items()},
+        **{
+            f'train_cfg.{k}': v
+            for k, v in train_cfg.items()
+        },
     })
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     return cfg
@@ -84,9 +87,10 @@ def test_fast_path_gives_the_plain_losses_and_reads_back_once_per_log_line(
     np.testing.assert_allclose(losses, plain[1], rtol=1e-6, atol=0)
     assert losses[-1] < losses[0]
     for key in ('loss_kpt', 'mpjpe_2d', 'mae_depth'):
-        np.testing.assert_allclose(runner.message_hub.get_scalar(f'train/{key}').data[0],
-                                   plain[0].message_hub.get_scalar(f'train/{key}').data[0],
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            runner.message_hub.get_scalar(f'train/{key}').data[0],
+            plain[0].message_hub.get_scalar(f'train/{key}').data[0],
+            rtol=1e-6)
     # Reads at iterations 2 and 3 of each epoch (log interval 2, end of epoch).
     assert loop.num_host_reads == EPOCHS * 2
     assert loop._pending == []
@@ -98,8 +102,10 @@ def test_auto_is_the_plain_loop_on_a_cpu(plain):
 
 
 def test_random_pipeline(data_root, tmp_path):
-    with pytest.raises(UserValueError, match='fast_path=True but the pipeline has the '
-                       'random transform RandomFlip'):
+    with pytest.raises(
+            UserValueError,
+            match='fast_path=True but the pipeline has the '
+            'random transform RandomFlip'):
         _train(_cfg(data_root, tmp_path, random_flip=True, fast_path=True))
 
 
@@ -128,14 +134,14 @@ def test_cuda_auto_takes_the_fast_path_with_bf16_and_channels_last(data_root, tm
 @pytest.mark.slow
 def test_compiled_fast_path_gives_the_same_losses(plain, data_root, tmp_path):
     """torch.compile wiring (dynamo with the eager backend: ~50 s on 2 cores)."""
-    runner, losses = _train(_cfg(data_root, tmp_path, fast_path=True,
-                                 compile=dict(backend='eager')))
+    runner, losses = _train(
+        _cfg(data_root, tmp_path, fast_path=True, compile=dict(backend='eager')))
     np.testing.assert_allclose(losses, plain[1], rtol=1e-6, atol=0)
     assert set(runner.model.state_dict()) == set(plain[0].model.state_dict())
 
 
-def test_non_finite_loss_stops_at_the_read_back_naming_the_iteration(
-        data_root, tmp_path, monkeypatch):
+def test_non_finite_loss_stops_at_the_read_back_naming_the_iteration(data_root, tmp_path,
+                                                                     monkeypatch):
     from keypose_ext.engine.runners import DeviceResidentTrainLoop
     from keypose_ext.utils.errors import UserRuntimeError
     real = DeviceResidentTrainLoop._train_step
@@ -147,8 +153,9 @@ def test_non_finite_loss_stops_at_the_read_back_naming_the_iteration(
         return log_vars
 
     monkeypatch.setattr(DeviceResidentTrainLoop, '_train_step', poisoned)
-    with pytest.raises(UserRuntimeError, match=r'iteration 2 \(epoch 1\): non-finite loss '
-                       r'\(loss=nan'):
+    with pytest.raises(
+            UserRuntimeError, match=r'iteration 2 \(epoch 1\): non-finite loss '
+            r'\(loss=nan'):
         _train(_cfg(data_root, tmp_path, fast_path=True))
 
 
@@ -176,8 +183,7 @@ def test_fast_path_resumed_mid_epoch_continues_exactly(plain, data_root, tmp_pat
 
     def cfg(resume):
         c = _cfg(data_root, tmp_path, fast_path=True)
-        c.default_hooks.checkpoint = dict(type='KeyposeCheckpointHook', interval=1,
-                                          by_epoch=False)
+        c.default_hooks.checkpoint = dict(type='KeyposeCheckpointHook', interval=1, by_epoch=False)
         c.resume = resume
         return c
 

@@ -9,8 +9,8 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def _suite():
-    spec = importlib.util.spec_from_file_location(
-        'gpu_suite', osp.join(ROOT, 'benchmarks', 'gpu_suite.py'))
+    spec = importlib.util.spec_from_file_location('gpu_suite',
+                                                  osp.join(ROOT, 'benchmarks', 'gpu_suite.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -23,8 +23,9 @@ def test_cpu_smoke_runs_every_step(tmp_path, capsys):
     summary = json.loads((tmp_path / 'gpu_suite.json').read_text())
     steps = summary['steps']
     assert rc == 0, json.dumps(steps, indent=1)[:3000]
-    assert set(steps) == {'gpu_check', 'bottle_e2e', 'plain_loop', 'ddp_2gpu',
-                          'sapiens_1b_memory', 'cape_throughput'}
+    assert set(steps) == {
+        'gpu_check', 'bottle_e2e', 'plain_loop', 'ddp_2gpu', 'sapiens_1b_memory', 'cape_throughput'
+    }
     assert steps['ddp_2gpu']['status'] == 'skipped'  # no 2 GPUs here
     a, b = steps['bottle_e2e'], steps['plain_loop']
     assert a['fast_path'] and a['epochs'] == 3 and a['images_per_s'] > 0
@@ -40,8 +41,7 @@ def test_cpu_smoke_runs_every_step(tmp_path, capsys):
 
 def test_a_step_is_stopped_at_its_limit(tmp_path):
     suite = _suite()
-    ctx = dict(out=str(tmp_path), work=str(tmp_path), cpu_smoke=True, results={},
-               sleep_s=60)
+    ctx = dict(out=str(tmp_path), work=str(tmp_path), cpu_smoke=True, results={}, sleep_s=60)
     t = time.perf_counter()
     r = suite._run_step('selftest_sleep', ctx, limit=2)  # a child process
     assert r['status'] == 'timeout' and time.perf_counter() - t < 30

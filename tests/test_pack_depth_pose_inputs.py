@@ -29,8 +29,7 @@ def test_packs_depth_and_3d_points():
     assert packed['inputs'].shape == (3, 8, 10)
     assert torch.equal(packed['inputs'], torch.from_numpy(img).permute(2, 0, 1))
     gt = packed['data_samples'].gt_instances
-    np.testing.assert_array_equal(gt.keypoints_depth,
-                                  results['keypoints_depth'])
+    np.testing.assert_array_equal(gt.keypoints_depth, results['keypoints_depth'])
     assert gt.keypoints_depth.shape == (1, 9)
     assert gt.keypoints_3d.shape == (1, 9, 3)
     labels = packed['data_samples'].gt_instance_labels
@@ -50,8 +49,7 @@ def test_depth_survives_a_codec_instance_mapping_table():
 
 def test_plain_pack_pose_inputs_drops_depth():
     """What this transform exists for: mmpose's packer ignores the depth."""
-    packed = TRANSFORMS.build(dict(type='PackPoseInputs'))(
-        _results(np.zeros((8, 10, 3), np.uint8)))
+    packed = TRANSFORMS.build(dict(type='PackPoseInputs'))(_results(np.zeros((8, 10, 3), np.uint8)))
     assert 'keypoints_depth' not in packed['data_samples'].gt_instances
 
 

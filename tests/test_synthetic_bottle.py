@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from keypose_ext.datasets.bottle_metainfo import BOX_EDGES
-from keypose_ext.testing.synthetic_bottle import (
-    DEFAULT_BOX_SIZE, PinholeCamera, _background, _face_textures,
-    make_bottle_dataset, object_poses, box_keypoints_local, render_frame,
-    render_synthetic_bottle_video)
+from keypose_ext.testing.synthetic_bottle import (DEFAULT_BOX_SIZE, PinholeCamera, _background,
+                                                  _face_textures, box_keypoints_local,
+                                                  make_bottle_dataset, object_poses, render_frame,
+                                                  render_synthetic_bottle_video)
 
 
 @pytest.mark.parametrize('ext', ['.mp4', '.avi'])
@@ -39,8 +39,7 @@ def test_corner_order_matches_box_edges():
     the centre is the corners' mean."""
     rot, trans = object_poses(5, seed=3)[2]
     pts = box_keypoints_local(DEFAULT_BOX_SIZE) @ rot.T + trans
-    lengths = sorted(
-        round(float(np.linalg.norm(pts[a] - pts[b])), 6) for a, b in BOX_EDGES)
+    lengths = sorted(round(float(np.linalg.norm(pts[a] - pts[b])), 6) for a, b in BOX_EDGES)
     expected = sorted([DEFAULT_BOX_SIZE[0]] * 4 + [DEFAULT_BOX_SIZE[1]] * 4 +
                       [DEFAULT_BOX_SIZE[2]] * 4)
     np.testing.assert_allclose(lengths, expected, atol=1e-6)
@@ -91,13 +90,9 @@ def test_make_bottle_dataset_json_and_objectron_agree(tmp_path):
         kpt = np.array(ann_a['keypoints']).reshape(9, 3)
         np.testing.assert_allclose(kpt[:, :2], f['keypoints'], atol=1e-3)
         np.testing.assert_allclose(
-            np.array(ann_b['keypoints']).reshape(9, 3)[:, :2],
-            kpt[:, :2],
-            atol=1e-3)
-        np.testing.assert_allclose(ann_a['keypoints_depth'], f['depth'],
-                                   atol=1e-5)
-        np.testing.assert_allclose(ann_b['keypoints_3d'],
-                                   ann_a['keypoints_3d'], atol=1e-5)
+            np.array(ann_b['keypoints']).reshape(9, 3)[:, :2], kpt[:, :2], atol=1e-3)
+        np.testing.assert_allclose(ann_a['keypoints_depth'], f['depth'], atol=1e-5)
+        np.testing.assert_allclose(ann_b['keypoints_3d'], ann_a['keypoints_3d'], atol=1e-5)
     assert len(list((tmp_path / 'a' / 'images').glob('*.jpg'))) == 8
 
 

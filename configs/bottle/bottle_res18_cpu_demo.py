@@ -6,8 +6,8 @@ _base_ = ['./bottle_res18_overfit.py']
 from keypose_ext.datasets.bottle_metainfo import NUM_KEYPOINTS  # noqa: E402
 
 input_size = (96, 96)
-codec = dict(type='DepthKeypointCodec', input_size=input_size, depth_scale=1.0,
-             num_keypoints=NUM_KEYPOINTS)
+codec = dict(
+    type='DepthKeypointCodec', input_size=input_size, depth_scale=1.0, num_keypoints=NUM_KEYPOINTS)
 model = dict(head=dict(decoder=codec))
 
 train_pipeline = [

@@ -12,8 +12,8 @@ from keypose_ext.datasets.bottle_video_dataset import recommended_num_workers  #
 input_size = (224, 224)  # (w, h), as the seed's torchvision ResNet input
 # K comes from the dataset metainfo; the head and BottleVideoDataset refuse a codec with
 # another count.
-codec = dict(type='DepthKeypointCodec', input_size=input_size, depth_scale=1.0,
-             num_keypoints=NUM_KEYPOINTS)
+codec = dict(
+    type='DepthKeypointCodec', input_size=input_size, depth_scale=1.0, num_keypoints=NUM_KEYPOINTS)
 
 model = dict(
     type='TopdownPoseEstimator',
@@ -81,10 +81,9 @@ test_dataloader = val_dataloader
 
 # On a GPU the whole clip is packed once into one device tensor and batches are drawn
 # on the device (bf16 autocast, channels-last, one host read per log line); on a CPU,
-# or with a random pipeline, this is mmengine's EpochBasedTrainLoop. Same keys either
+# or with a random pipeline, it is the plain KeyposeEpochBasedTrainLoop. Same keys either
 # way; train_cfg.fast_path=False forces the plain path (docs/bottle_model.md).
-train_cfg = dict(_delete_=True, type='DeviceResidentTrainLoop', max_epochs=1000,
-                 val_interval=50)
+train_cfg = dict(_delete_=True, type='DeviceResidentTrainLoop', max_epochs=1000, val_interval=50)
 
 # Every batch has the same shape (but the last of an epoch): let cuDNN pick its kernels once.
 env_cfg = dict(cudnn_benchmark=True)
@@ -94,6 +93,10 @@ test_evaluator = val_evaluator
 
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=100, save_last=True, max_keep_ckpts=2,
-                    save_best='bottle/mean_px_error', rule='less'))
+    checkpoint=dict(
+        interval=100,
+        save_last=True,
+        max_keep_ckpts=2,
+        save_best='bottle/mean_px_error',
+        rule='less'))
 visualizer = dict(type='BottleBoxVisualizer')

@@ -70,13 +70,11 @@ class DepthKeypointCodec(BaseKeypointCodec):
                  num_keypoints: Optional[int] = None) -> None:
         super().__init__()
         if len(input_size) != 2 or min(input_size) <= 0:
-            raise UserValueError(
-                'DepthKeypointCodec: `input_size` must be (W, H) with '
-                f'positive values, got {input_size!r}.')
+            raise UserValueError('DepthKeypointCodec: `input_size` must be (W, H) with '
+                                 f'positive values, got {input_size!r}.')
         if not (np.isfinite(depth_scale) and depth_scale > 0):
-            raise UserValueError(
-                'DepthKeypointCodec: `depth_scale` must be a positive finite '
-                f'number of metres per unit, got {depth_scale!r}.')
+            raise UserValueError('DepthKeypointCodec: `depth_scale` must be a positive finite '
+                                 f'number of metres per unit, got {depth_scale!r}.')
         if not np.isfinite(depth_offset):
             raise UserValueError('DepthKeypointCodec: `depth_offset` must be '
                                  f'finite, got {depth_offset!r}.')
@@ -87,10 +85,9 @@ class DepthKeypointCodec(BaseKeypointCodec):
 
     def _check_k(self, k: int, what: str) -> None:
         if self.num_keypoints is not None and k != self.num_keypoints:
-            raise UserValueError(
-                f'DepthKeypointCodec: {what} has {k} keypoints but the codec '
-                f'was built with num_keypoints={self.num_keypoints}; check '
-                'the dataset metainfo and the codec/head `num_keypoints`.')
+            raise UserValueError(f'DepthKeypointCodec: {what} has {k} keypoints but the codec '
+                                 f'was built with num_keypoints={self.num_keypoints}; check '
+                                 'the dataset metainfo and the codec/head `num_keypoints`.')
 
     def encode(self,
                keypoints: np.ndarray,
@@ -113,45 +110,39 @@ class DepthKeypointCodec(BaseKeypointCodec):
         """
         keypoints = np.asarray(keypoints, dtype=np.float64)
         if keypoints.ndim != 3 or keypoints.shape[-1] != 2:
-            raise UserValueError(
-                'DepthKeypointCodec.encode: `keypoints` must have shape '
-                f'(N, K, 2), got {keypoints.shape}.')
+            raise UserValueError('DepthKeypointCodec.encode: `keypoints` must have shape '
+                                 f'(N, K, 2), got {keypoints.shape}.')
         n, k, _ = keypoints.shape
         self._check_k(k, '`keypoints`')
         if keypoints_depth is None:
-            raise UserValueError(
-                'DepthKeypointCodec.encode: the sample has no '
-                '`keypoints_depth`; the dataset must provide a (N, K) depth '
-                'per keypoint (in metres) in each data info.')
+            raise UserValueError('DepthKeypointCodec.encode: the sample has no '
+                                 '`keypoints_depth`; the dataset must provide a (N, K) depth '
+                                 'per keypoint (in metres) in each data info.')
         depth = np.asarray(keypoints_depth, dtype=np.float64)
         if depth.shape != (n, k):
-            raise UserValueError(
-                'DepthKeypointCodec.encode: `keypoints_depth` must have shape '
-                f'(N, K) = {(n, k)} to match `keypoints`, got {depth.shape}.')
+            raise UserValueError('DepthKeypointCodec.encode: `keypoints_depth` must have shape '
+                                 f'(N, K) = {(n, k)} to match `keypoints`, got {depth.shape}.')
         if keypoints_visible is None:
             visible = np.ones((n, k), dtype=np.float64)
         else:
             visible = np.asarray(keypoints_visible, dtype=np.float64)
             if visible.shape != (n, k):
-                raise UserValueError(
-                    'DepthKeypointCodec.encode: `keypoints_visible` must have '
-                    f'shape (N, K) = {(n, k)}, got {visible.shape}.')
+                raise UserValueError('DepthKeypointCodec.encode: `keypoints_visible` must have '
+                                     f'shape (N, K) = {(n, k)}, got {visible.shape}.')
         valid = visible > 0.5
 
         bad = valid & ~np.isfinite(depth)
         if bad.any():
             inst, kpt = np.argwhere(bad)[0]
-            raise UserValueError(
-                'DepthKeypointCodec.encode: non-finite `keypoints_depth` '
-                f'({depth[inst, kpt]}) at instance {inst}, keypoint {kpt}, '
-                'which is marked visible; fix the annotation or mark it not '
-                'visible.')
+            raise UserValueError('DepthKeypointCodec.encode: non-finite `keypoints_depth` '
+                                 f'({depth[inst, kpt]}) at instance {inst}, keypoint {kpt}, '
+                                 'which is marked visible; fix the annotation or mark it not '
+                                 'visible.')
         bad = valid & ~np.isfinite(keypoints).all(-1)
         if bad.any():
             inst, kpt = np.argwhere(bad)[0]
-            raise UserValueError(
-                'DepthKeypointCodec.encode: non-finite `keypoints` at '
-                f'instance {inst}, keypoint {kpt}, which is marked visible.')
+            raise UserValueError('DepthKeypointCodec.encode: non-finite `keypoints` at '
+                                 f'instance {inst}, keypoint {kpt}, which is marked visible.')
 
         w, h = self.input_size
         labels = np.empty((n, k, 3), dtype=np.float64)
@@ -161,15 +152,13 @@ class DepthKeypointCodec(BaseKeypointCodec):
         # reaches the loss (NaN * 0 is still NaN).
         labels[~valid] = 0.0
         return dict(
-            keypoint_labels=labels.astype(np.float32),
-            keypoint_weights=valid.astype(np.float32))
+            keypoint_labels=labels.astype(np.float32), keypoint_weights=valid.astype(np.float32))
 
     def _check_encoded(self, encoded: np.ndarray, method: str) -> np.ndarray:
         encoded = np.asarray(encoded)
         if encoded.ndim != 3 or encoded.shape[-1] != 3:
-            raise UserValueError(
-                f'DepthKeypointCodec.{method}: expected (N, K, 3) '
-                f'[x, y, depth] regressions, got shape {encoded.shape}.')
+            raise UserValueError(f'DepthKeypointCodec.{method}: expected (N, K, 3) '
+                                 f'[x, y, depth] regressions, got shape {encoded.shape}.')
         self._check_k(encoded.shape[1], f'the input of {method}()')
         return encoded
 
@@ -186,8 +175,7 @@ class DepthKeypointCodec(BaseKeypointCodec):
         """
         encoded = self._check_encoded(encoded, 'decode')
         w, h = self.input_size
-        keypoints = encoded[..., :2].astype(np.float32) * np.array(
-            [w, h], dtype=np.float32)
+        keypoints = encoded[..., :2].astype(np.float32) * np.array([w, h], dtype=np.float32)
         scores = np.ones(encoded.shape[:2], dtype=np.float32)
         return keypoints, scores
 

@@ -29,10 +29,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from keypose_ext.datasets.bottle_metainfo import (BOX_EDGES, KEYPOINT_NAMES,
-                                                  NUM_KEYPOINTS)
-from keypose_ext.utils.errors import (UserFileNotFoundError, UserRuntimeError,
-                                      UserValueError)
+from keypose_ext.datasets.bottle_metainfo import BOX_EDGES, KEYPOINT_NAMES, NUM_KEYPOINTS
+from keypose_ext.utils.errors import UserFileNotFoundError, UserRuntimeError, UserValueError
 from keypose_ext.utils.io import atomic_write, load_json
 
 ANNOTATION_FORMATS = ('objectron', 'json')
@@ -55,16 +53,14 @@ def _umask() -> int:
     return mask
 
 
-def _check_depth(depth: np.ndarray, path: str, where: str,
-                 field: str) -> None:
+def _check_depth(depth: np.ndarray, path: str, where: str, field: str) -> None:
     """Depths are metres in front of the camera: a negative one is an
     annotation error (a sign flip, or another axis convention)."""
     if (depth < 0).any():
         k = int(np.argmax(depth < 0))
-        raise UserValueError(
-            f'{path}: {where}: {field} of keypoint {k} ({KEYPOINT_NAMES[k]}) '
-            f'is {float(depth[k]):g}; depths are metres in front of the '
-            'camera and cannot be negative. Fix the annotation file.')
+        raise UserValueError(f'{path}: {where}: {field} of keypoint {k} ({KEYPOINT_NAMES[k]}) '
+                             f'is {float(depth[k]):g}; depths are metres in front of the '
+                             'camera and cannot be negative. Fix the annotation file.')
 
 
 def guess_annotation_format(path: str) -> str:
@@ -74,9 +70,8 @@ def guess_annotation_format(path: str) -> str:
         return 'json'
     if suffix in _OBJECTRON_SUFFIXES:
         return 'objectron'
-    raise UserValueError(
-        f'Cannot tell the annotation format of {path!r} from its suffix '
-        f'{suffix!r}; pass --format objectron or --format json.')
+    raise UserValueError(f'Cannot tell the annotation format of {path!r} from its suffix '
+                         f'{suffix!r}; pass --format objectron or --format json.')
 
 
 def _as_points(value, shape, path, where, field) -> np.ndarray:
@@ -86,10 +81,9 @@ def _as_points(value, shape, path, where, field) -> np.ndarray:
         raise UserValueError(f'{path}: {where}: "{field}" must be numbers, '
                              f'got {str(value)[:80]}') from None
     if arr.shape != shape:
-        raise UserValueError(
-            f'{path}: {where}: "{field}" has shape {list(arr.shape)}, '
-            f'expected {list(shape)} ({NUM_KEYPOINTS} keypoints: box centre '
-            '+ 8 corners).')
+        raise UserValueError(f'{path}: {where}: "{field}" has shape {list(arr.shape)}, '
+                             f'expected {list(shape)} ({NUM_KEYPOINTS} keypoints: box centre '
+                             '+ 8 corners).')
     if not np.isfinite(arr).all():
         raise UserValueError(f'{path}: {where}: "{field}" contains NaN or '
                              'infinite values.')
@@ -104,8 +98,7 @@ def load_json_annotations(path: str) -> List[dict]:
         pixels, ``depth`` (9,) metres, ``keypoints_3d`` (9, 3) or None and
         ``visibility`` (9,) int or None.
     """
-    data = load_json(path, 'Annotation file',
-                     'see docs/bottle_data.md for the format')
+    data = load_json(path, 'Annotation file', 'see docs/bottle_data.md for the format')
     if not isinstance(data, dict) or not isinstance(data.get('frames'), list):
         raise UserValueError(f'{path}: expected an object with a "frames" '
                              'list (see docs/bottle_data.md).')
@@ -113,25 +106,22 @@ def load_json_annotations(path: str) -> List[dict]:
     for i, frame in enumerate(data['frames']):
         where = f'frames[{i}]'
         if not isinstance(frame, dict) or 'keypoints' not in frame:
-            raise UserValueError(
-                f'{path}: {where} must be an object with "keypoints" '
-                f'([x, y, depth] × {NUM_KEYPOINTS}).')
+            raise UserValueError(f'{path}: {where} must be an object with "keypoints" '
+                                 f'([x, y, depth] × {NUM_KEYPOINTS}).')
         index = frame.get('frame_index', i)
         if not isinstance(index, int) or index < 0:
             raise UserValueError(f'{path}: {where}: "frame_index" must be a '
                                  f'non-negative integer, got {index!r}.')
-        kpts = _as_points(frame['keypoints'], (NUM_KEYPOINTS, 3), path,
-                          where, 'keypoints')
-        _check_depth(kpts[:, 2], path, where,
-                     '"keypoints" depth (third number)')
+        kpts = _as_points(frame['keypoints'], (NUM_KEYPOINTS, 3), path, where, 'keypoints')
+        _check_depth(kpts[:, 2], path, where, '"keypoints" depth (third number)')
         points_3d = None
         if frame.get('keypoints_3d') is not None:
-            points_3d = _as_points(frame['keypoints_3d'], (NUM_KEYPOINTS, 3),
-                                   path, where, 'keypoints_3d')
+            points_3d = _as_points(frame['keypoints_3d'], (NUM_KEYPOINTS, 3), path, where,
+                                   'keypoints_3d')
         visibility = None
         if frame.get('visibility') is not None:
-            visibility = _as_points(frame['visibility'], (NUM_KEYPOINTS, ),
-                                    path, where, 'visibility').astype(int)
+            visibility = _as_points(frame['visibility'], (NUM_KEYPOINTS, ), path, where,
+                                    'visibility').astype(int)
             if not np.isin(visibility, (0, 1, 2)).all():
                 raise UserValueError(f'{path}: {where}: "visibility" values '
                                      'must be 0, 1 or 2 (COCO flags).')
@@ -145,8 +135,7 @@ def load_json_annotations(path: str) -> List[dict]:
     return frames
 
 
-def load_objectron_annotations(path: str,
-                               object_id: Optional[int] = None) -> List[dict]:
+def load_objectron_annotations(path: str, object_id: Optional[int] = None) -> List[dict]:
     """Read an Objectron ``annotation.pbdata`` (same dicts as the JSON
     loader, with ``keypoints_norm`` (9, 2) instead of pixels: the pixel size
     is the decoded frame's)."""
@@ -154,15 +143,13 @@ def load_objectron_annotations(path: str,
     frames = []
     for f in read_objectron_annotations(path, object_id=object_id):
         depth = f.depth.astype(np.float64)
-        _check_depth(depth, path, f'frame_id {f.frame_id}',
-                     'point_2d.depth')
+        _check_depth(depth, path, f'frame_id {f.frame_id}', 'point_2d.depth')
         frames.append(
             dict(
                 frame_index=f.frame_id,
                 keypoints_norm=f.keypoints_norm.astype(np.float64),
                 depth=depth,
-                keypoints_3d=None if f.keypoints_3d is None else
-                f.keypoints_3d.astype(np.float64),
+                keypoints_3d=None if f.keypoints_3d is None else f.keypoints_3d.astype(np.float64),
                 visibility=None))
     return frames
 
@@ -172,21 +159,18 @@ def _index_frames(frames: List[dict], path: str) -> Dict[int, dict]:
     for frame in frames:
         idx = frame['frame_index']
         if idx in by_index:
-            raise UserValueError(
-                f'{path}: frame_index {idx} is annotated twice.')
+            raise UserValueError(f'{path}: frame_index {idx} is annotated twice.')
         by_index[idx] = frame
     last = max(by_index, default=-1)
     missing = sorted(set(range(last + 1)) - set(by_index))
     if missing:
-        raise UserValueError(
-            f'{path}: {len(frames)} frames are annotated but frame_index '
-            f'{missing[:5]} is missing; annotate every video frame '
-            f'0..{last} exactly once.')
+        raise UserValueError(f'{path}: {len(frames)} frames are annotated but frame_index '
+                             f'{missing[:5]} is missing; annotate every video frame '
+                             f'0..{last} exactly once.')
     return by_index
 
 
-def _coco_annotation(frame: dict, ann_id: int, width: int,
-                     height: int) -> dict:
+def _coco_annotation(frame: dict, ann_id: int, width: int, height: int) -> dict:
     """COCO keypoint annotation of one frame (pixels + depths)."""
     xy = frame['keypoints']
     depth = frame['depth']
@@ -202,8 +186,12 @@ def _coco_annotation(frame: dict, ann_id: int, width: int,
         flat += [round(x, 4), round(y, 4), int(v)]
     x0, x1 = np.clip([xy[:, 0].min(), xy[:, 0].max()], 0, width)
     y0, y1 = np.clip([xy[:, 1].min(), xy[:, 1].max()], 0, height)
-    bbox = [round(float(x0), 3), round(float(y0), 3),
-            round(float(x1 - x0), 3), round(float(y1 - y0), 3)]
+    bbox = [
+        round(float(x0), 3),
+        round(float(y0), 3),
+        round(float(x1 - x0), 3),
+        round(float(y1 - y0), 3)
+    ]
     ann = dict(
         id=ann_id,
         image_id=ann_id,
@@ -215,8 +203,7 @@ def _coco_annotation(frame: dict, ann_id: int, width: int,
         area=round(bbox[2] * bbox[3], 3),
         iscrowd=0)
     if frame.get('keypoints_3d') is not None:
-        ann['keypoints_3d'] = [[round(float(c), 6) for c in p]
-                               for p in frame['keypoints_3d']]
+        ann['keypoints_3d'] = [[round(float(c), 6) for c in p] for p in frame['keypoints_3d']]
     return ann
 
 
@@ -227,8 +214,7 @@ def _publish_dir(tmp_dir: str, out_dir: str) -> None:
     complete old or the complete new dataset; the old one is then deleted.
     """
     if osp.isdir(out_dir):
-        old = tempfile.mkdtemp(
-            prefix=f'.{osp.basename(out_dir)}.old-', dir=osp.dirname(out_dir))
+        old = tempfile.mkdtemp(prefix=f'.{osp.basename(out_dir)}.old-', dir=osp.dirname(out_dir))
         os.rmdir(old)
         os.rename(out_dir, old)
         os.rename(tmp_dir, out_dir)
@@ -241,17 +227,15 @@ def _check_out_dir(out_dir: str, overwrite: bool) -> None:
     """Refuse an ``out_dir`` that is a file, or a non-empty folder without
     ``overwrite``, before any work is done."""
     if osp.lexists(out_dir) and not osp.isdir(out_dir):
-        raise UserValueError(
-            f'--out-dir {out_dir!r} is an existing file, not a directory; '
-            'pass another --out-dir (the converter never replaces a file).')
+        raise UserValueError(f'--out-dir {out_dir!r} is an existing file, not a directory; '
+                             'pass another --out-dir (the converter never replaces a file).')
     if osp.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
         raise UserValueError(f'Output directory {out_dir!r} is not empty; '
                              'pass --overwrite to replace it.')
     parent = osp.dirname(out_dir)
     if osp.lexists(parent) and not osp.isdir(parent):
-        raise UserValueError(
-            f'--out-dir {out_dir!r}: its parent {parent!r} is a file; pass '
-            'another --out-dir.')
+        raise UserValueError(f'--out-dir {out_dir!r}: its parent {parent!r} is a file; pass '
+                             'another --out-dir.')
 
 
 def _make_tmp_dir(out_dir: str) -> str:
@@ -260,12 +244,10 @@ def _make_tmp_dir(out_dir: str) -> str:
     parent = osp.dirname(out_dir)
     try:
         os.makedirs(parent, exist_ok=True)
-        tmp_dir = tempfile.mkdtemp(
-            prefix=f'.{osp.basename(out_dir)}.tmp-', dir=parent)
+        tmp_dir = tempfile.mkdtemp(prefix=f'.{osp.basename(out_dir)}.tmp-', dir=parent)
     except OSError as e:
-        raise UserRuntimeError(
-            f'Cannot create the output next to {out_dir!r}: {e.strerror} '
-            f'({parent}); pass an --out-dir in a writable folder.') from None
+        raise UserRuntimeError(f'Cannot create the output next to {out_dir!r}: {e.strerror} '
+                               f'({parent}); pass an --out-dir in a writable folder.') from None
     os.chmod(tmp_dir, 0o777 & ~_umask())
     return tmp_dir
 
@@ -311,19 +293,16 @@ def convert_video_to_bottle_data(video: str,
     if not osp.isfile(video):
         raise UserFileNotFoundError(f'Video not found: {video!r}')
     if not osp.isfile(annotations):
-        raise UserFileNotFoundError(
-            f'Annotation file not found: {annotations!r}')
+        raise UserFileNotFoundError(f'Annotation file not found: {annotations!r}')
     fmt = annotation_format or guess_annotation_format(annotations)
     if fmt not in ANNOTATION_FORMATS:
         raise UserValueError(f'Unknown annotation format {fmt!r}; use one of '
                              f'{ANNOTATION_FORMATS}.')
     if stride < 1 or start < 0 or (max_frames is not None and max_frames < 1):
-        raise UserValueError(
-            'Need stride >= 1, start >= 0 and max_frames >= 1; got '
-            f'stride={stride}, start={start}, max_frames={max_frames}.')
+        raise UserValueError('Need stride >= 1, start >= 0 and max_frames >= 1; got '
+                             f'stride={stride}, start={start}, max_frames={max_frames}.')
     if not 1 <= int(jpeg_quality) <= 100:
-        raise UserValueError(
-            f'--jpeg-quality must be 1..100, got {jpeg_quality}.')
+        raise UserValueError(f'--jpeg-quality must be 1..100, got {jpeg_quality}.')
     out_dir = osp.abspath(out_dir)
     _check_out_dir(out_dir, overwrite)
 
@@ -336,9 +315,8 @@ def convert_video_to_bottle_data(video: str,
 
     cap = cv2.VideoCapture(video)
     if not cap.isOpened():
-        raise UserValueError(
-            f'OpenCV cannot open the video {video!r} (unknown container or '
-            'codec, or not a video); convert it, e.g. with ffmpeg, to .mp4.')
+        raise UserValueError(f'OpenCV cannot open the video {video!r} (unknown container or '
+                             'codec, or not a video); convert it, e.g. with ffmpeg, to .mp4.')
     tmp_dir = _make_tmp_dir(out_dir)
     try:
         os.makedirs(osp.join(tmp_dir, 'images'))
@@ -354,32 +332,30 @@ def convert_video_to_bottle_data(video: str,
         # retrieve() (the pixel copy) only the frames that are kept.
         while cap.grab():
             if idx >= num_ann:
-                raise UserValueError(
-                    f'{annotations} annotates {num_ann} frames but the video '
-                    f'{video} has more (at least {idx + 1}); annotations '
-                    'must cover every video frame.')
-            keep = (idx >= start and (idx - start) % stride == 0
-                    and (max_frames is None or len(images) < max_frames))
+                raise UserValueError(f'{annotations} annotates {num_ann} frames but the video '
+                                     f'{video} has more (at least {idx + 1}); annotations '
+                                     'must cover every video frame.')
+            keep = (
+                idx >= start and (idx - start) % stride == 0
+                and (max_frames is None or len(images) < max_frames))
             if keep:
                 ok, img = cap.retrieve()
                 if not ok or img is None:
-                    raise UserValueError(
-                        f'{video}: frame {idx} cannot be decoded (damaged '
-                        'video); re-encode it, e.g. with ffmpeg.')
+                    raise UserValueError(f'{video}: frame {idx} cannot be decoded (damaged '
+                                         'video); re-encode it, e.g. with ffmpeg.')
                 height, width = img.shape[:2]
                 frame = dict(by_index[idx])
                 if 'keypoints_norm' in frame:
-                    frame['keypoints'] = frame['keypoints_norm'] * np.array(
-                        [width, height], np.float64)
+                    frame['keypoints'] = frame['keypoints_norm'] * np.array([width, height],
+                                                                            np.float64)
                 file_name = f'{idx:06d}.jpg'
                 written = cv2.imwrite(
                     osp.join(tmp_dir, 'images', file_name), img,
                     [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
                 if not written:
-                    raise UserRuntimeError(
-                        f'Cannot write {file_name} under {tmp_dir} (disk '
-                        'full or not writable); free space or pass another '
-                        '--out-dir.')
+                    raise UserRuntimeError(f'Cannot write {file_name} under {tmp_dir} (disk '
+                                           'full or not writable); free space or pass another '
+                                           '--out-dir.')
                 image_id = len(images) + 1
                 images.append(
                     dict(
@@ -393,17 +369,14 @@ def convert_video_to_bottle_data(video: str,
             bar.update(1)
         bar.close()
         if idx == 0:
-            raise UserValueError(
-                f'OpenCV decoded no frame from {video!r} (empty or damaged '
-                'video).')
+            raise UserValueError(f'OpenCV decoded no frame from {video!r} (empty or damaged '
+                                 'video).')
         if idx != num_ann:
-            raise UserValueError(
-                f'{annotations} annotates {num_ann} frames but the video '
-                f'{video} has {idx} frames; they must match one to one.')
+            raise UserValueError(f'{annotations} annotates {num_ann} frames but the video '
+                                 f'{video} has {idx} frames; they must match one to one.')
         if not images:
-            raise UserValueError(
-                f'No frame selected: start={start} is past the last frame '
-                f'({idx - 1}) of {video}.')
+            raise UserValueError(f'No frame selected: start={start} is past the last frame '
+                                 f'({idx - 1}) of {video}.')
         coco = dict(
             info=dict(
                 description='bottle keypoints: 0 = box centre, 1..8 = 3D box '

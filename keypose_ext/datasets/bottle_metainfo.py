@@ -19,11 +19,13 @@ the count is written in one place only.
 from typing import List, Tuple
 
 # (x, y, z) sign of each keypoint in the object's local frame; row 0 = centre.
+# yapf: disable
 BOX_CORNER_SIGNS: Tuple[Tuple[int, int, int], ...] = (
     (0, 0, 0),
     (-1, -1, -1), (-1, -1, 1), (-1, 1, -1), (-1, 1, 1),
     (1, -1, -1), (1, -1, 1), (1, 1, -1), (1, 1, 1),
 )
+# yapf: enable
 
 NUM_KEYPOINTS = len(BOX_CORNER_SIGNS)
 _AXIS_COLORS = ([255, 0, 0], [0, 255, 0], [0, 0, 255])  # x red, y green, z blue
@@ -42,20 +44,17 @@ def _box_edges() -> List[Tuple[int, int, int]]:
     for axis in range(3):
         for a in range(1, NUM_KEYPOINTS):
             for b in range(a + 1, NUM_KEYPOINTS):
-                diff = [i for i in range(3)
-                        if BOX_CORNER_SIGNS[a][i] != BOX_CORNER_SIGNS[b][i]]
+                diff = [i for i in range(3) if BOX_CORNER_SIGNS[a][i] != BOX_CORNER_SIGNS[b][i]]
                 if diff == [axis]:
                     edges.append((a, b, axis))
     return edges
 
 
-KEYPOINT_NAMES: Tuple[str, ...] = tuple(
-    _keypoint_name(s) for s in BOX_CORNER_SIGNS)
+KEYPOINT_NAMES: Tuple[str, ...] = tuple(_keypoint_name(s) for s in BOX_CORNER_SIGNS)
 
 # The 12 box edges as 0-based keypoint index pairs: 4 along x, 4 along y,
 # 4 along z.
-BOX_EDGES: Tuple[Tuple[int, int], ...] = tuple(
-    (a, b) for a, b, _ in _box_edges())
+BOX_EDGES: Tuple[Tuple[int, int], ...] = tuple((a, b) for a, b, _ in _box_edges())
 
 BOTTLE_METAINFO = dict(
     dataset_name='bottle',
@@ -70,16 +69,18 @@ BOTTLE_METAINFO = dict(
     ),
     # Colour codes the corner's octant: +x adds red, +y green, +z blue.
     keypoint_info={
-        i: dict(name=name, id=i, type='', swap='',
-                color=[64 + 191 * (s > 0) for s in signs] if any(signs)
-                else [255, 255, 255])
-        for i, (name, signs) in enumerate(zip(KEYPOINT_NAMES,
-                                              BOX_CORNER_SIGNS))
+        i:
+        dict(
+            name=name,
+            id=i,
+            type='',
+            swap='',
+            color=[64 + 191 * (s > 0) for s in signs] if any(signs) else [255, 255, 255])
+        for i, (name, signs) in enumerate(zip(KEYPOINT_NAMES, BOX_CORNER_SIGNS))
     },
     # Edges coloured by the local axis they run along.
     skeleton_info={
-        i: dict(link=(KEYPOINT_NAMES[a], KEYPOINT_NAMES[b]), id=i,
-                color=list(_AXIS_COLORS[axis]))
+        i: dict(link=(KEYPOINT_NAMES[a], KEYPOINT_NAMES[b]), id=i, color=list(_AXIS_COLORS[axis]))
         for i, (a, b, axis) in enumerate(_box_edges())
     },
     joint_weights=[1.0] * NUM_KEYPOINTS,

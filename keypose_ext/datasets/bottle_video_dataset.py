@@ -15,11 +15,11 @@ import torch
 from mmengine.dataset import BaseDataset
 from mmengine.dist import barrier, get_rank
 from mmengine.logging import print_log
-
 from mmpose.datasets.datasets.base import BaseCocoStyleDataset
 from mmpose.registry import DATASETS
-from keypose_ext.utils.errors import (KeyposeUserError, UserFileNotFoundError,
-                                      UserRuntimeError, UserValueError)
+
+from keypose_ext.utils.errors import (KeyposeUserError, UserFileNotFoundError, UserRuntimeError,
+                                      UserValueError)
 from keypose_ext.utils.io import atomic_write, load_json
 from keypose_ext.utils.pipeline import is_random_transform, transform_name
 from .bottle_metainfo import BOTTLE_METAINFO
@@ -32,8 +32,7 @@ _UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 def user_cache_dir() -> str:
     """The per-user folder for frame caches whose data root is read-only:
     ``$XDG_CACHE_HOME/keypose_ext/bottle_frames`` (``~/.cache/...``)."""
-    base = os.environ.get('XDG_CACHE_HOME') or osp.join(
-        osp.expanduser('~'), '.cache')
+    base = os.environ.get('XDG_CACHE_HOME') or osp.join(osp.expanduser('~'), '.cache')
     return osp.join(base, 'keypose_ext', 'bottle_frames')
 
 
@@ -77,8 +76,7 @@ class _FrameCache:
     ``get_subset``) carries only the path; the map is reopened on first use.
     """
 
-    def __init__(self, path: str, rows: Dict[str, int],
-                 shapes: List[Tuple[int, int]]):
+    def __init__(self, path: str, rows: Dict[str, int], shapes: List[Tuple[int, int]]):
         self.path = path
         self.rows = rows
         self.shapes = shapes
@@ -178,22 +176,19 @@ class BottleVideoDataset(BaseCocoStyleDataset):
                  cache_device: Optional[str] = None,
                  **kwargs):
         if bbox_mode not in ('frame', 'annotation'):
-            raise UserValueError(
-                'BottleVideoDataset: bbox_mode must be "frame" or '
-                f'"annotation", got {bbox_mode!r}.')
+            raise UserValueError('BottleVideoDataset: bbox_mode must be "frame" or '
+                                 f'"annotation", got {bbox_mode!r}.')
         if kwargs.get('data_mode', 'topdown') != 'topdown':
             raise UserValueError('BottleVideoDataset supports data_mode='
                                  '"topdown" only (one box per frame).')
         if cache_outputs not in (True, False, 'auto'):
-            raise UserValueError(
-                'BottleVideoDataset: cache_outputs must be True, False or '
-                f'"auto", got {cache_outputs!r}.')
+            raise UserValueError('BottleVideoDataset: cache_outputs must be True, False or '
+                                 f'"auto", got {cache_outputs!r}.')
         if cache_device is not None:
             device = torch.device(cache_device)
             if device.type == 'cuda' and not torch.cuda.is_available():
-                raise UserRuntimeError(
-                    f'BottleVideoDataset: cache_device={cache_device!r} but '
-                    'CUDA is not available; use cache_device=None.')
+                raise UserRuntimeError(f'BottleVideoDataset: cache_device={cache_device!r} but '
+                                       'CUDA is not available; use cache_device=None.')
         self.bbox_mode = bbox_mode
         self.cache = cache
         self.cache_dir = cache_dir
@@ -204,11 +199,7 @@ class BottleVideoDataset(BaseCocoStyleDataset):
         self._packed_cache = _PackedCache()
         self._cache_outputs = cache_outputs
         self.outputs_cached: Optional[bool] = None
-        super().__init__(
-            ann_file=ann_file,
-            data_root=data_root,
-            data_prefix=data_prefix,
-            **kwargs)
+        super().__init__(ann_file=ann_file, data_root=data_root, data_prefix=data_prefix, **kwargs)
         self._check_pipeline()
 
     # ------------------------------------------------------------ loading
@@ -221,11 +212,9 @@ class BottleVideoDataset(BaseCocoStyleDataset):
             'create it with tools/dataset_converters/video_to_bottle_data.py '
             'or fix data_root/ann_file')
         for key in ('images', 'annotations', 'categories'):
-            if not isinstance(data, dict) or not isinstance(
-                    data.get(key), list):
-                raise UserValueError(
-                    f'{ann_file}: missing the COCO list "{key}" (see '
-                    'docs/bottle_data.md).')
+            if not isinstance(data, dict) or not isinstance(data.get(key), list):
+                raise UserValueError(f'{ann_file}: missing the COCO list "{key}" (see '
+                                     'docs/bottle_data.md).')
         self._metainfo['CLASSES'] = data['categories']
 
         images: Dict[Any, dict] = {}
@@ -233,15 +222,12 @@ class BottleVideoDataset(BaseCocoStyleDataset):
         for i, img in enumerate(data['images']):
             for key in ('id', 'file_name', 'width', 'height'):
                 if not isinstance(img, dict) or key not in img:
-                    raise UserValueError(
-                        f'{ann_file}: images[{i}] has no "{key}".')
+                    raise UserValueError(f'{ann_file}: images[{i}] has no "{key}".')
             if img['id'] in images:
-                raise UserValueError(
-                    f'{ann_file}: image id {img["id"]} appears twice.')
+                raise UserValueError(f'{ann_file}: image id {img["id"]} appears twice.')
             img = dict(img)
             img['img_id'] = img['id']
-            img['img_path'] = osp.join(self.data_prefix['img'],
-                                       img['file_name'])
+            img['img_path'] = osp.join(self.data_prefix['img'], img['file_name'])
             if not osp.isfile(img['img_path']):
                 missing.append(img['img_path'])
             images[img['id']] = img
@@ -254,12 +240,10 @@ class BottleVideoDataset(BaseCocoStyleDataset):
         anns_by_image: Dict[Any, List[dict]] = {}
         for i, ann in enumerate(data['annotations']):
             if not isinstance(ann, dict) or 'id' not in ann:
-                raise UserValueError(
-                    f'{ann_file}: annotations[{i}] has no "id".')
+                raise UserValueError(f'{ann_file}: annotations[{i}] has no "id".')
             if ann.get('image_id') not in images:
-                raise UserValueError(
-                    f'{ann_file}: annotation id {ann["id"]} refers to image '
-                    f'id {ann.get("image_id")!r}, which is not in "images".')
+                raise UserValueError(f'{ann_file}: annotation id {ann["id"]} refers to image '
+                                     f'id {ann.get("image_id")!r}, which is not in "images".')
             anns_by_image.setdefault(ann['image_id'], []).append(ann)
 
         instance_list, image_list = [], []
@@ -267,11 +251,9 @@ class BottleVideoDataset(BaseCocoStyleDataset):
             if isinstance(img_id, int) and img_id % self.sample_interval:
                 continue
             image_list.append(img)
-            self._image_sizes[img['img_path']] = (int(img['height']),
-                                                  int(img['width']))
+            self._image_sizes[img['img_path']] = (int(img['height']), int(img['width']))
             for ann in anns_by_image.get(img_id, []):
-                info = self.parse_data_info(
-                    dict(raw_ann_info=ann, raw_img_info=img))
+                info = self.parse_data_info(dict(raw_ann_info=ann, raw_img_info=img))
                 if info:
                     instance_list.append(info)
         return instance_list, image_list
@@ -287,24 +269,20 @@ class BottleVideoDataset(BaseCocoStyleDataset):
         try:
             arr = np.asarray(ann[key], dtype=np.float32)
         except KeyError:
-            raise UserValueError(
-                f'{where} has no "{key}" ({what}).') from None
+            raise UserValueError(f'{where} has no "{key}" ({what}).') from None
         except (TypeError, ValueError):
-            raise UserValueError(
-                f'{where}: "{key}" must be numbers ({what}).') from None
+            raise UserValueError(f'{where}: "{key}" must be numbers ({what}).') from None
         expected = int(np.prod(shape))
         if arr.size != expected:
             if per_keypoint:
                 per = expected // shape[0]
-                raise UserValueError(
-                    f'{where}: "{key}" has {arr.size / per:g} keypoints '
-                    f'({what}), expected {shape[0]} (box centre + corners '
-                    f'= {expected} numbers).')
+                raise UserValueError(f'{where}: "{key}" has {arr.size / per:g} keypoints '
+                                     f'({what}), expected {shape[0]} (box centre + corners '
+                                     f'= {expected} numbers).')
             raise UserValueError(f'{where}: "{key}" has {arr.size} numbers, '
                                  f'expected {expected} ({what}).')
         if not np.isfinite(arr).all():
-            raise UserValueError(
-                f'{where}: "{key}" contains NaN or infinite values.')
+            raise UserValueError(f'{where}: "{key}" contains NaN or infinite values.')
         return arr.reshape(shape)
 
     def parse_data_info(self, raw_data_info: dict) -> Optional[dict]:
@@ -315,34 +293,28 @@ class BottleVideoDataset(BaseCocoStyleDataset):
         img = raw_data_info['raw_img_info']
         num = self._metainfo['num_keypoints']
         self._field(ann, 'keypoints', (num, 3), '[x, y, v] per keypoint')
-        depth = self._field(ann, 'keypoints_depth', (num, ),
-                            'depth in metres per keypoint')
+        depth = self._field(ann, 'keypoints_depth', (num, ), 'depth in metres per keypoint')
         if (depth < 0).any():
             k = int(np.argmax(depth < 0))
             name = self._metainfo['keypoint_id2name'].get(k, k)
-            raise UserValueError(
-                f'{self.ann_file}: annotation id {ann["id"]}: '
-                f'"keypoints_depth"[{k}] ({name}) is {float(depth[k]):g}; '
-                'depths are metres in front of the camera and cannot be '
-                'negative. Fix the annotation (or re-run the converter).')
+            raise UserValueError(f'{self.ann_file}: annotation id {ann["id"]}: '
+                                 f'"keypoints_depth"[{k}] ({name}) is {float(depth[k]):g}; '
+                                 'depths are metres in front of the camera and cannot be '
+                                 'negative. Fix the annotation (or re-run the converter).')
         points_3d = None
         if ann.get('keypoints_3d') is not None:
-            points_3d = self._field(ann, 'keypoints_3d', (num, 3),
-                                    '[X, Y, Z] metres per keypoint')
+            points_3d = self._field(ann, 'keypoints_3d', (num, 3), '[X, Y, Z] metres per keypoint')
         width, height = float(img['width']), float(img['height'])
         raw = dict(ann)
         if self.bbox_mode == 'frame':
             raw['bbox'] = [0.0, 0.0, width, height]
         else:
-            bbox = self._field(
-                ann, 'bbox', (4, ), 'x, y, w, h in pixels', per_keypoint=False)
+            bbox = self._field(ann, 'bbox', (4, ), 'x, y, w, h in pixels', per_keypoint=False)
             if bbox[2] <= 0 or bbox[3] <= 0:
-                raise UserValueError(
-                    f'{self.ann_file}: annotation id {ann["id"]}: bbox '
-                    f'{bbox.tolist()} is empty; use bbox_mode="frame" or '
-                    'fix the annotation.')
-        info = super().parse_data_info(
-            dict(raw_ann_info=raw, raw_img_info=img))
+                raise UserValueError(f'{self.ann_file}: annotation id {ann["id"]}: bbox '
+                                     f'{bbox.tolist()} is empty; use bbox_mode="frame" or '
+                                     'fix the annotation.')
+        info = super().parse_data_info(dict(raw_ann_info=raw, raw_img_info=img))
         if self.bbox_mode == 'frame':
             # The base class clips to W-1/H-1; the input is the full frame.
             info['bbox'] = np.array([[0, 0, width, height]], np.float32)
@@ -356,8 +328,7 @@ class BottleVideoDataset(BaseCocoStyleDataset):
     def _get_topdown_data_infos(self, instance_list: List[Dict]) -> List[Dict]:
         kept = super()._get_topdown_data_infos(instance_list)
         if len(kept) != len(instance_list):
-            dropped = sorted({d['id'] for d in instance_list} -
-                             {d['id'] for d in kept})
+            dropped = sorted({d['id'] for d in instance_list} - {d['id'] for d in kept})
             print_log(
                 f'BottleVideoDataset: {len(dropped)} annotation(s) without '
                 f'labelled keypoints or box are skipped, ids {dropped[:10]}',
@@ -376,19 +347,16 @@ class BottleVideoDataset(BaseCocoStyleDataset):
             encoders = getattr(t, 'encoder', None)
             if encoders is None:
                 continue
-            for codec in (encoders if isinstance(encoders, (list, tuple))
-                          else [encoders]):
+            for codec in (encoders if isinstance(encoders, (list, tuple)) else [encoders]):
                 k = getattr(codec, 'num_keypoints', None)
                 if k is not None and k != num:
-                    raise UserValueError(
-                        f'BottleVideoDataset: the pipeline\'s '
-                        f'{type(codec).__name__} has num_keypoints={k} but '
-                        f'the dataset metainfo has {num} keypoints; derive '
-                        'both from NUM_KEYPOINTS of keypose_ext/datasets/'
-                        'bottle_metainfo.py.')
+                    raise UserValueError(f'BottleVideoDataset: the pipeline\'s '
+                                         f'{type(codec).__name__} has num_keypoints={k} but '
+                                         f'the dataset metainfo has {num} keypoints; derive '
+                                         'both from NUM_KEYPOINTS of keypose_ext/datasets/'
+                                         'bottle_metainfo.py.')
         random_names = [
-            transform_name(t) for t in self.pipeline.transforms
-            if is_random_transform(t)
+            transform_name(t) for t in self.pipeline.transforms if is_random_transform(t)
         ]
         what = None
         if self.cache_device is not None:
@@ -396,15 +364,13 @@ class BottleVideoDataset(BaseCocoStyleDataset):
         elif self._cache_outputs is True:
             what = 'cache_outputs=True'
         if what and random_names:
-            raise UserValueError(
-                f'BottleVideoDataset: {what} stores the first pipeline '
-                'output of each sample, but the pipeline has the random '
-                f'transform {random_names[0]}; remove it or turn the output '
-                'cache off.')
+            raise UserValueError(f'BottleVideoDataset: {what} stores the first pipeline '
+                                 'output of each sample, but the pipeline has the random '
+                                 f'transform {random_names[0]}; remove it or turn the output '
+                                 'cache off.')
         self.outputs_cached = bool(
             self.cache_device is not None or self._cache_outputs is True
-            or (self._cache_outputs == 'auto' and self.cache
-                and not random_names))
+            or (self._cache_outputs == 'auto' and self.cache and not random_names))
 
     # ------------------------------------------------------------- caching
     def full_init(self):
@@ -436,24 +402,21 @@ class BottleVideoDataset(BaseCocoStyleDataset):
                 f'Frame {path!r} is gone (it existed when the dataset was built); '
                 'restore it or re-run the converter.') from None
         if not content:
-            raise UserValueError(
-                f'Frame {path!r} is empty (0 bytes); re-run the converter '
-                '(tools/dataset_converters/video_to_bottle_data.py).')
+            raise UserValueError(f'Frame {path!r} is empty (0 bytes); re-run the converter '
+                                 '(tools/dataset_converters/video_to_bottle_data.py).')
         try:
             img = mmcv.imfrombytes(content, flag='color', backend='cv2')
         except cv2.error:
             img = None
         if img is None:
-            raise UserValueError(
-                f'Cannot decode frame {path!r} (corrupt or not an image); '
-                're-run the converter '
-                '(tools/dataset_converters/video_to_bottle_data.py).')
+            raise UserValueError(f'Cannot decode frame {path!r} (corrupt or not an image); '
+                                 're-run the converter '
+                                 '(tools/dataset_converters/video_to_bottle_data.py).')
         expected = self._image_sizes[path]
         if img.shape[:2] != expected:
-            raise UserValueError(
-                f'Frame {path!r} is {img.shape[1]}x{img.shape[0]} but '
-                f'{self.ann_file} says {expected[1]}x{expected[0]}; the '
-                'keypoints would not match the pixels.')
+            raise UserValueError(f'Frame {path!r} is {img.shape[1]}x{img.shape[0]} but '
+                                 f'{self.ann_file} says {expected[1]}x{expected[0]}; the '
+                                 'keypoints would not match the pixels.')
         self.num_decoded += 1
         return img
 
@@ -515,16 +478,14 @@ class BottleVideoDataset(BaseCocoStyleDataset):
                     logger='current',
                     level=logging.WARNING)
             return path
-        raise UserRuntimeError(
-            'BottleVideoDataset: cannot write the frame cache to '
-            f'{" or ".join(refused)}; set cache_dir to a writable folder '
-            '(or cache=False).')
+        raise UserRuntimeError('BottleVideoDataset: cannot write the frame cache to '
+                               f'{" or ".join(refused)}; set cache_dir to a writable folder '
+                               '(or cache=False).')
 
     def _init_frame_cache(self) -> None:
-        img_paths = sorted({
-            BaseDataset.get_data_info(self, i)['img_path']
-            for i in range(len(self))
-        })
+        img_paths = sorted(
+            {BaseDataset.get_data_info(self, i)['img_path']
+             for i in range(len(self))})
         if not img_paths:
             return
         name = f'frames-{self._cache_key(img_paths)}.npy'
@@ -532,10 +493,7 @@ class BottleVideoDataset(BaseCocoStyleDataset):
         if get_rank() == 0:
             self._find_or_write_cache(name, img_paths)
         barrier()
-        found = [
-            osp.join(d, name) for d in self._cache_dirs()
-            if osp.isfile(osp.join(d, name))
-        ]
+        found = [osp.join(d, name) for d in self._cache_dirs() if osp.isfile(osp.join(d, name))]
         if found:
             path = found[0]
         else:
@@ -546,14 +504,14 @@ class BottleVideoDataset(BaseCocoStyleDataset):
                 logger='current',
                 level=logging.WARNING)
             path = self._find_or_write_cache(name, img_paths)
-        self._frame_cache = _FrameCache(
-            path, {p: i for i, p in enumerate(img_paths)},
-            [self._image_sizes[p] for p in img_paths])
+        self._frame_cache = _FrameCache(path, {
+            p: i
+            for i, p in enumerate(img_paths)
+        }, [self._image_sizes[p] for p in img_paths])
         if self._frame_cache.array.shape[0] != len(img_paths):
-            raise UserRuntimeError(
-                f'Frame cache {path} holds '
-                f'{self._frame_cache.array.shape[0]} frames, expected '
-                f'{len(img_paths)}; delete it.')
+            raise UserRuntimeError(f'Frame cache {path} holds '
+                                   f'{self._frame_cache.array.shape[0]} frames, expected '
+                                   f'{len(img_paths)}; delete it.')
 
     def get_data_info(self, idx: int) -> dict:
         """Data info of sample ``idx``; with ``cache=True`` it already holds
@@ -588,17 +546,14 @@ class BottleVideoDataset(BaseCocoStyleDataset):
     def prepare_data(self, idx: int) -> Any:
         if not self.outputs_cached:
             return self._run_pipeline(idx)
-        if (self.cache_device is not None
-                and torch.utils.data.get_worker_info() is not None):
-            raise UserRuntimeError(
-                f'BottleVideoDataset: cache_device={self.cache_device!r} '
-                'keeps samples in the main process; use a dataloader with '
-                'num_workers=0, persistent_workers=False, pin_memory=False.')
+        if (self.cache_device is not None and torch.utils.data.get_worker_info() is not None):
+            raise UserRuntimeError(f'BottleVideoDataset: cache_device={self.cache_device!r} '
+                                   'keeps samples in the main process; use a dataloader with '
+                                   'num_workers=0, persistent_workers=False, pin_memory=False.')
         packed = self._packed_cache.get(idx)
         if packed is None:
             packed = self._run_pipeline(idx)
-            if not (isinstance(packed, dict) and isinstance(
-                    packed.get('inputs'), torch.Tensor)):
+            if not (isinstance(packed, dict) and isinstance(packed.get('inputs'), torch.Tensor)):
                 # Not packed (no Pack*Inputs at the end): nothing to share.
                 return packed
             if self.cache_device is not None:
@@ -606,6 +561,4 @@ class BottleVideoDataset(BaseCocoStyleDataset):
             self._packed_cache[idx] = packed
         # The data sample is cloned because models write predictions into
         # it; ``inputs`` is shared and only ever read.
-        return dict(
-            inputs=packed['inputs'],
-            data_samples=packed['data_samples'].clone())
+        return dict(inputs=packed['inputs'], data_samples=packed['data_samples'].clone())

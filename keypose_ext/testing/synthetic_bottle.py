@@ -25,8 +25,8 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from keypose_ext.datasets.bottle_metainfo import BOX_CORNER_SIGNS, NUM_KEYPOINTS
 from keypose_ext.dataset_converters.bottle_video_converter import convert_video_to_bottle_data
+from keypose_ext.datasets.bottle_metainfo import BOX_CORNER_SIGNS, NUM_KEYPOINTS
 from keypose_ext.utils.errors import UserRuntimeError, UserValueError
 from keypose_ext.utils.io import atomic_write
 
@@ -48,22 +48,18 @@ class PinholeCamera:
     @classmethod
     def for_size(cls, width: int, height: int) -> 'PinholeCamera':
         # Focal length = width gives a ~53 degree horizontal field of view.
-        return cls(float(width), float(width), width / 2, height / 2, width,
-                   height)
+        return cls(float(width), float(width), width / 2, height / 2, width, height)
 
     def project(self, points: np.ndarray) -> np.ndarray:
         """(N, 3) camera points -> (N, 2) pixels."""
         z = points[:, 2]
-        return np.stack([
-            self.fx * points[:, 0] / z + self.cx,
-            self.fy * points[:, 1] / z + self.cy
-        ], axis=1)
+        return np.stack(
+            [self.fx * points[:, 0] / z + self.cx, self.fy * points[:, 1] / z + self.cy], axis=1)
 
 
 def box_keypoints_local(box_size: Sequence[float]) -> np.ndarray:
     """(K, 3) centre + corners of a box in its own frame, in metres."""
-    return np.asarray(BOX_CORNER_SIGNS, np.float64) * np.asarray(
-        box_size, np.float64) / 2
+    return np.asarray(BOX_CORNER_SIGNS, np.float64) * np.asarray(box_size, np.float64) / 2
 
 
 def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
@@ -76,8 +72,7 @@ def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
     return rot_x @ rot_y @ rot_z
 
 
-def object_poses(num_frames: int,
-                 seed: int = 0) -> List[Tuple[np.ndarray, np.ndarray]]:
+def object_poses(num_frames: int, seed: int = 0) -> List[Tuple[np.ndarray, np.ndarray]]:
     """Object-to-camera (R (3, 3), t (3,)) per frame: one full turn about
     the box's long axis with a wobbling tilt, drifting sideways and in
     depth between ~0.7 and ~0.9 m."""
@@ -124,30 +119,25 @@ def _face_textures(rng: np.random.Generator) -> List[np.ndarray]:
     checker = (((yy // 8) + (xx // 8)) % 2).astype(np.float32)
     for i in range(6):
         hue = int((i * 30 + rng.integers(0, 15)) % 180)
-        base = cv2.cvtColor(
-            np.array([[[hue, 200, 220]]], np.uint8), cv2.COLOR_HSV2BGR)[0, 0]
-        tex = base[None, None, :].astype(np.float32) * (
-            0.75 + 0.25 * checker[..., None])
+        base = cv2.cvtColor(np.array([[[hue, 200, 220]]], np.uint8), cv2.COLOR_HSV2BGR)[0, 0]
+        tex = base[None, None, :].astype(np.float32) * (0.75 + 0.25 * checker[..., None])
         tex = tex.astype(np.uint8)
         cv2.rectangle(tex, (0, 0), (size - 1, size - 1), (20, 20, 20), 2)
-        cv2.putText(tex, str(i + 1), (size // 4, 3 * size // 4),
-                    cv2.FONT_HERSHEY_SIMPLEX, 1.4, (255, 255, 255), 3,
-                    cv2.LINE_AA)
+        cv2.putText(tex, str(i + 1), (size // 4, 3 * size // 4), cv2.FONT_HERSHEY_SIMPLEX, 1.4,
+                    (255, 255, 255), 3, cv2.LINE_AA)
         textures.append(tex)
     return textures
 
 
-def _background(rng: np.random.Generator, width: int,
-                height: int) -> np.ndarray:
+def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     coarse = rng.uniform(40, 200, size=(6, 8, 3)).astype(np.float32)
     bg = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
     ramp = np.linspace(-30, 30, height, dtype=np.float32)[:, None, None]
     return np.clip(bg + ramp, 0, 255).astype(np.float32)
 
 
-def render_frame(background: np.ndarray, textures: List[np.ndarray],
-                 points_cam: np.ndarray, rot: np.ndarray,
-                 camera: PinholeCamera) -> np.ndarray:
+def render_frame(background: np.ndarray, textures: List[np.ndarray], points_cam: np.ndarray,
+                 rot: np.ndarray, camera: PinholeCamera) -> np.ndarray:
     """Draw the box's camera-facing faces over ``background``.
 
     Args:
@@ -174,12 +164,13 @@ def render_frame(background: np.ndarray, textures: List[np.ndarray],
             continue
         homography = cv2.getPerspectiveTransform(src, pix[quad])
         tex = cv2.warpPerspective(
-            textures[face_id].astype(np.float32), homography, size,
-            flags=cv2.INTER_LINEAR)
+            textures[face_id].astype(np.float32), homography, size, flags=cv2.INTER_LINEAR)
         # Warping a solid mask the same way gives anti-aliased face edges.
         alpha = cv2.warpPerspective(
-            np.ones((_TEXTURE_SIZE, _TEXTURE_SIZE), np.float32), homography,
-            size, flags=cv2.INTER_LINEAR)[..., None]
+            np.ones((_TEXTURE_SIZE, _TEXTURE_SIZE), np.float32),
+            homography,
+            size,
+            flags=cv2.INTER_LINEAR)[..., None]
         img = img * (1 - alpha) + tex * alpha
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
@@ -189,8 +180,7 @@ def render_synthetic_bottle_video(video_path: str,
                                   size: Tuple[int, int] = (160, 120),
                                   seed: int = 0,
                                   fps: float = 15.0,
-                                  box_size: Sequence[float] = DEFAULT_BOX_SIZE
-                                  ) -> dict:
+                                  box_size: Sequence[float] = DEFAULT_BOX_SIZE) -> dict:
     """Write the video and return its exact ground truth.
 
     Args:
@@ -222,19 +212,16 @@ def render_synthetic_bottle_video(video_path: str,
     local = box_keypoints_local(box_size)
 
     os.makedirs(osp.dirname(osp.abspath(video_path)), exist_ok=True)
-    writer = cv2.VideoWriter(video_path,
-                             cv2.VideoWriter_fourcc(*_CODECS[ext]), fps,
+    writer = cv2.VideoWriter(video_path, cv2.VideoWriter_fourcc(*_CODECS[ext]), fps,
                              (width, height))
     if not writer.isOpened():
-        raise UserRuntimeError(
-            f'OpenCV cannot write {_CODECS[ext]} video to {video_path}; try '
-            'the other container (.mp4 or .avi).')
+        raise UserRuntimeError(f'OpenCV cannot write {_CODECS[ext]} video to {video_path}; try '
+                               'the other container (.mp4 or .avi).')
     frames = []
     try:
         for i, (rot, trans) in enumerate(object_poses(num_frames, seed)):
             points_cam = local @ rot.T + trans
-            writer.write(
-                render_frame(background, textures, points_cam, rot, camera))
+            writer.write(render_frame(background, textures, points_cam, rot, camera))
             frames.append(
                 dict(
                     frame_index=i,
@@ -256,8 +243,7 @@ def render_synthetic_bottle_video(video_path: str,
     if count != num_frames:
         raise RuntimeError(f'{video_path}: wrote {num_frames} frames but '
                            f'OpenCV reads back {count}.')
-    return dict(
-        camera=camera, box_size=tuple(box_size), fps=fps, frames=frames)
+    return dict(camera=camera, box_size=tuple(box_size), fps=fps, frames=frames)
 
 
 def write_json_annotations(path: str, ground_truth: dict) -> str:
@@ -266,10 +252,8 @@ def write_json_annotations(path: str, ground_truth: dict) -> str:
     frames = [
         dict(
             frame_index=f['frame_index'],
-            keypoints=np.concatenate([f['keypoints'], f['depth'][:, None]],
-                                     axis=1).tolist(),
-            keypoints_3d=f['keypoints_3d'].tolist())
-        for f in ground_truth['frames']
+            keypoints=np.concatenate([f['keypoints'], f['depth'][:, None]], axis=1).tolist(),
+            keypoints_3d=f['keypoints_3d'].tolist()) for f in ground_truth['frames']
     ]
     data = dict(
         image_size=[cam.width, cam.height],
@@ -313,10 +297,8 @@ def write_objectron_annotations(path: str, ground_truth: dict) -> str:
         obj_to_cam[:3, 3] = f['translation']
         cam_to_world = np.linalg.inv(obj_to_cam) @ cv_to_arkit
         frame.camera.transform.extend(cam_to_world.ravel().tolist())
-        frame.camera.view_matrix.extend(
-            np.linalg.inv(cam_to_world).ravel().tolist())
-        frame.camera.intrinsics.extend(
-            [cam.fx, 0, cam.cx, 0, cam.fy, cam.cy, 0, 0, 1])
+        frame.camera.view_matrix.extend(np.linalg.inv(cam_to_world).ravel().tolist())
+        frame.camera.intrinsics.extend([cam.fx, 0, cam.cx, 0, cam.fy, cam.cy, 0, 0, 1])
         frame.camera.image_resolution_width = cam.width
         frame.camera.image_resolution_height = cam.height
         ann = frame.annotations.add()
@@ -371,11 +353,9 @@ def make_bottle_dataset(out_dir: str,
         video = osp.join(src, 'synthetic_bottle.mp4')
         gt = render_synthetic_bottle_video(video, num_frames, size, seed)
         if annotation_format == 'json':
-            ann = write_json_annotations(
-                osp.join(src, 'synthetic_bottle.json'), gt)
+            ann = write_json_annotations(osp.join(src, 'synthetic_bottle.json'), gt)
         else:
-            ann = write_objectron_annotations(
-                osp.join(src, 'annotation.pbdata'), gt)
+            ann = write_objectron_annotations(osp.join(src, 'annotation.pbdata'), gt)
         summary = convert_video_to_bottle_data(
             video, ann, out_dir, overwrite=overwrite, progress=progress)
     summary['ground_truth'] = gt

@@ -16,11 +16,10 @@ import os
 import os.path as osp
 import sys
 
-from keypose_ext.dataset_converters.bottle_video_converter import \
-    convert_video_to_bottle_data
-from keypose_ext.testing.synthetic_bottle import (
-    render_synthetic_bottle_video, write_json_annotations,
-    write_objectron_annotations)
+from keypose_ext.dataset_converters.bottle_video_converter import convert_video_to_bottle_data
+from keypose_ext.testing.synthetic_bottle import (render_synthetic_bottle_video,
+                                                  write_json_annotations,
+                                                  write_objectron_annotations)
 from keypose_ext.utils.errors import KeyposeUserError
 
 
@@ -30,17 +29,13 @@ def parse_args(argv=None):
         'front of a pinhole camera, with its exact 9 box keypoints and '
         'depths per frame.')
     parser.add_argument(
-        '--out',
-        default='synthetic_bottle.mp4',
-        help='video file: .mp4 (mp4v) or .avi (MJPG)')
+        '--out', default='synthetic_bottle.mp4', help='video file: .mp4 (mp4v) or .avi (MJPG)')
     parser.add_argument(
         '--annotations',
         default=None,
         help='project JSON annotations (default: the video path with .json)')
     parser.add_argument(
-        '--objectron',
-        default=None,
-        help='also write an Objectron annotation.pbdata here')
+        '--objectron', default=None, help='also write an Objectron annotation.pbdata here')
     parser.add_argument(
         '--bottle-data',
         default=None,
@@ -52,21 +47,17 @@ def parse_args(argv=None):
     parser.add_argument('--fps', type=float, default=15.0)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument(
-        '--overwrite',
-        action='store_true',
-        help='replace an existing --bottle-data directory')
+        '--overwrite', action='store_true', help='replace an existing --bottle-data directory')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     # User errors (and the OS refusing a file) print one line, no traceback.
-    user_errors = () if os.environ.get('KEYPOSE_TRACEBACK') else (
-        KeyposeUserError, OSError)
+    user_errors = () if os.environ.get('KEYPOSE_TRACEBACK') else (KeyposeUserError, OSError)
     try:
-        gt = render_synthetic_bottle_video(
-            args.out, args.frames, (args.width, args.height), args.seed,
-            args.fps)
+        gt = render_synthetic_bottle_video(args.out, args.frames, (args.width, args.height),
+                                           args.seed, args.fps)
         ann = args.annotations or osp.splitext(args.out)[0] + '.json'
         write_json_annotations(ann, gt)
         print(f'Wrote {args.out} ({args.frames} frames, {args.width}x'
@@ -80,8 +71,10 @@ def main(argv=None):
             print(f'Wrote {summary["num_images"]} frames and '
                   f'{summary["ann_file"]}')
     except user_errors as e:
-        print(f'error: {type(e).__name__}: {e}\n(set KEYPOSE_TRACEBACK=1 '
-              'for the full traceback)', file=sys.stderr)
+        print(
+            f'error: {type(e).__name__}: {e}\n(set KEYPOSE_TRACEBACK=1 '
+            'for the full traceback)',
+            file=sys.stderr)
         return 2
     return 0
 

@@ -12,8 +12,7 @@ import argparse
 import os
 import sys
 
-from keypose_ext.dataset_converters.bottle_video_converter import \
-    convert_video_to_bottle_data
+from keypose_ext.dataset_converters.bottle_video_converter import convert_video_to_bottle_data
 from keypose_ext.utils.errors import KeyposeUserError
 
 
@@ -32,35 +31,26 @@ def parse_args(argv=None):
         choices=['auto', 'objectron', 'json'],
         default='auto',
         help='annotation format (auto: from the file suffix)')
-    parser.add_argument(
-        '--out-dir', default='bottle_data', help='output directory')
-    parser.add_argument(
-        '--stride', type=int, default=1, help='keep every N-th frame')
-    parser.add_argument(
-        '--start', type=int, default=0, help='first video frame to keep')
-    parser.add_argument(
-        '--max-frames', type=int, default=None, help='keep at most N frames')
+    parser.add_argument('--out-dir', default='bottle_data', help='output directory')
+    parser.add_argument('--stride', type=int, default=1, help='keep every N-th frame')
+    parser.add_argument('--start', type=int, default=0, help='first video frame to keep')
+    parser.add_argument('--max-frames', type=int, default=None, help='keep at most N frames')
     parser.add_argument(
         '--object-id',
         type=int,
         default=None,
         help='Objectron object id (default: the first object)')
+    parser.add_argument('--jpeg-quality', type=int, default=95, help='JPEG quality 1..100')
     parser.add_argument(
-        '--jpeg-quality', type=int, default=95, help='JPEG quality 1..100')
-    parser.add_argument(
-        '--overwrite',
-        action='store_true',
-        help='replace a non-empty output directory')
-    parser.add_argument(
-        '--no-progress', action='store_true', help='hide the progress bar')
+        '--overwrite', action='store_true', help='replace a non-empty output directory')
+    parser.add_argument('--no-progress', action='store_true', help='hide the progress bar')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     # User errors (and the OS refusing a file) print one line, no traceback.
-    user_errors = () if os.environ.get('KEYPOSE_TRACEBACK') else (
-        KeyposeUserError, OSError)
+    user_errors = () if os.environ.get('KEYPOSE_TRACEBACK') else (KeyposeUserError, OSError)
     try:
         summary = convert_video_to_bottle_data(
             args.video,
@@ -75,8 +65,10 @@ def main(argv=None):
             overwrite=args.overwrite,
             progress=not args.no_progress)
     except user_errors as e:
-        print(f'error: {type(e).__name__}: {e}\n(set KEYPOSE_TRACEBACK=1 '
-              'for the full traceback)', file=sys.stderr)
+        print(
+            f'error: {type(e).__name__}: {e}\n(set KEYPOSE_TRACEBACK=1 '
+            'for the full traceback)',
+            file=sys.stderr)
         return 2
     print(f'Wrote {summary["num_images"]} frames (of '
           f'{summary["video_frame_count"]}) and {summary["ann_file"]}')

@@ -1,7 +1,6 @@
 """PackPoseInputs that also packs per-keypoint depths."""
 import numpy as np
 import torch
-
 from mmpose.datasets.transforms import PackPoseInputs
 from mmpose.registry import TRANSFORMS
 
@@ -23,15 +22,13 @@ class PackDepthPoseInputs(PackPoseInputs):
     (C, H, W) and stays on its device without a round trip through numpy.
     """
 
-    depth_mapping_table = dict(
-        keypoints_depth='keypoints_depth', keypoints_3d='keypoints_3d')
-    instance_mapping_table = dict(PackPoseInputs.instance_mapping_table,
-                                  **depth_mapping_table)
+    depth_mapping_table = dict(keypoints_depth='keypoints_depth', keypoints_3d='keypoints_3d')
+    instance_mapping_table = dict(PackPoseInputs.instance_mapping_table, **depth_mapping_table)
 
     def transform(self, results: dict) -> dict:
         if 'instance_mapping_table' in results:
-            results['instance_mapping_table'] = dict(
-                results['instance_mapping_table'], **self.depth_mapping_table)
+            results['instance_mapping_table'] = dict(results['instance_mapping_table'],
+                                                     **self.depth_mapping_table)
         img = results.get('img')
         if not isinstance(img, torch.Tensor):
             return super().transform(results)
@@ -43,7 +40,6 @@ class PackDepthPoseInputs(PackPoseInputs):
                                  f'(H, W, C) or (H, W), got {tuple(img.shape)}.')
         # The parent packs everything but the image; a 1-pixel placeholder
         # keeps it on its image branch, then the real tensor replaces it.
-        packed = super().transform(
-            dict(results, img=np.zeros((1, 1, img.shape[2]), np.uint8)))
+        packed = super().transform(dict(results, img=np.zeros((1, 1, img.shape[2]), np.uint8)))
         packed['inputs'] = img.permute(2, 0, 1).contiguous()
         return packed

@@ -80,8 +80,7 @@ class DeviceResidentTrainLoop(KeyposeEpochBasedTrainLoop):
                  channels_last: bool = True,
                  compile: Union[bool, dict] = False,
                  max_device_gib: float = 8.0) -> None:
-        super().__init__(runner, dataloader, max_epochs, val_begin, val_interval,
-                         dynamic_intervals)
+        super().__init__(runner, dataloader, max_epochs, val_begin, val_interval, dynamic_intervals)
         if fast_path not in (True, False, 'auto'):
             raise UserValueError(f'train_cfg.fast_path must be True, False or "auto", '
                                  f'got {fast_path!r}.')
@@ -128,8 +127,8 @@ class DeviceResidentTrainLoop(KeyposeEpochBasedTrainLoop):
         if self.dataloader.batch_sampler is None:
             return 'the dataloader has no batch sampler'
         for hook in self.runner.hooks:
-            if type(hook).__name__ == 'NonFiniteLossHook' and getattr(
-                    hook, 'action', None) == 'skip':
+            if type(hook).__name__ == 'NonFiniteLossHook' and getattr(hook, 'action',
+                                                                      None) == 'skip':
                 return 'NonFiniteLossHook(action="skip") needs the loss before each step'
         return None
 
@@ -163,8 +162,9 @@ class DeviceResidentTrainLoop(KeyposeEpochBasedTrainLoop):
                                     f'train_cfg.max_device_gib={self.max_device_gib}')
             with torch.no_grad():
                 data = model.data_preprocessor(
-                    dict(inputs=[item['inputs'] for item in items],
-                         data_samples=[item['data_samples'] for item in items]), True)
+                    dict(
+                        inputs=[item['inputs'] for item in items],
+                        data_samples=[item['data_samples'] for item in items]), True)
             inputs.append(data['inputs'].to(dtype))
             samples.extend(data['data_samples'])
         shapes = {tuple(x.shape[1:]) for x in inputs}
@@ -212,10 +212,13 @@ class DeviceResidentTrainLoop(KeyposeEpochBasedTrainLoop):
                 f'packed as {tuple(self._inputs.shape)} {self._inputs.dtype}; '
                 f'autocast={"bf16" if self._autocast_on(self._device()) else None}, '
                 f'channels_last={self._channels_last_on(self._device())}, '
-                f'compile={bool(self.compile)}', logger='current')
+                f'compile={bool(self.compile)}',
+                logger='current')
         else:
-            print_log(f'DeviceResidentTrainLoop: plain loop ({reason}).',
-                      logger='current', level=logging.INFO)
+            print_log(
+                f'DeviceResidentTrainLoop: plain loop ({reason}).',
+                logger='current',
+                level=logging.INFO)
         return super().run()
 
     # --------------------------------------------------------------- training
@@ -263,11 +266,10 @@ class DeviceResidentTrainLoop(KeyposeEpochBasedTrainLoop):
         log_vars = self._train_step(data_batch)
         if self._log_keys is None:
             self._log_keys = list(log_vars)
-        self._pending.append(torch.stack([log_vars[k].detach().float()
-                                          for k in self._log_keys]))
+        self._pending.append(torch.stack([log_vars[k].detach().float() for k in self._log_keys]))
         outputs = self._read_back() if flush else None
-        self.runner.call_hook('after_train_iter', batch_idx=idx, data_batch=data_batch,
-                              outputs=outputs)
+        self.runner.call_hook(
+            'after_train_iter', batch_idx=idx, data_batch=data_batch, outputs=outputs)
         self._iter += 1
 
     def _train_step(self, data: dict) -> Dict[str, torch.Tensor]:
@@ -275,8 +277,9 @@ class DeviceResidentTrainLoop(KeyposeEpochBasedTrainLoop):
         plus bf16 autocast."""
         model, optim_wrapper = self.runner.model, self.runner.optim_wrapper
         device = data['inputs'].device
-        amp = (torch.autocast(device.type, dtype=torch.bfloat16)
-               if self._autocast_on(device) else contextlib.nullcontext())
+        amp = (
+            torch.autocast(device.type, dtype=torch.bfloat16)
+            if self._autocast_on(device) else contextlib.nullcontext())
         with optim_wrapper.optim_context(model), amp:
             losses = model._run_forward(data, mode='loss')
         parsed_losses, log_vars = self._model.parse_losses(losses)

@@ -6,8 +6,7 @@ from mmengine.structures import InstanceData
 from mmpose.models.heads.base_head import BaseHead
 from mmpose.registry import KEYPOINT_CODECS, MODELS
 from mmpose.utils.tensor_utils import to_numpy
-from mmpose.utils.typing import (ConfigType, InstanceList, OptConfigType,
-                                 OptSampleList)
+from mmpose.utils.typing import ConfigType, InstanceList, OptConfigType, OptSampleList
 from torch import Tensor, nn
 
 from keypose_ext.utils.errors import UserValueError
@@ -45,21 +44,18 @@ class DepthKeypointRegressionHead(BaseHead):
     def __init__(self,
                  in_channels: int = 512,
                  num_joints: Optional[int] = None,
-                 loss: ConfigType = dict(
-                     type='MSELoss', use_target_weight=True),
+                 loss: ConfigType = dict(type='MSELoss', use_target_weight=True),
                  decoder: OptConfigType = None,
                  init_cfg: OptConfigType = None) -> None:
         if init_cfg is None:
-            init_cfg = [dict(type='Normal', layer=['Linear'], std=0.01,
-                             bias=0)]
+            init_cfg = [dict(type='Normal', layer=['Linear'], std=0.01, bias=0)]
         super().__init__(init_cfg)
         if not isinstance(in_channels, int) or in_channels <= 0:
             raise UserValueError('DepthKeypointRegressionHead: `in_channels` '
                                  f'must be a positive int, got {in_channels!r}.')
         self.in_channels = in_channels
         self.loss_module = MODELS.build(loss)
-        self.decoder = (KEYPOINT_CODECS.build(decoder)
-                        if decoder is not None else None)
+        self.decoder = (KEYPOINT_CODECS.build(decoder) if decoder is not None else None)
         self.num_joints = self._resolve_num_joints(num_joints)
 
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -73,19 +69,17 @@ class DepthKeypointRegressionHead(BaseHead):
         if num_joints is None:
             num_joints = codec_k
         if num_joints is None:
-            raise UserValueError(
-                'DepthKeypointRegressionHead: set `num_joints` (or the '
-                "decoder's `num_keypoints`), e.g. NUM_KEYPOINTS from "
-                'keypose_ext/datasets/bottle_metainfo.py.')
+            raise UserValueError('DepthKeypointRegressionHead: set `num_joints` (or the '
+                                 "decoder's `num_keypoints`), e.g. NUM_KEYPOINTS from "
+                                 'keypose_ext/datasets/bottle_metainfo.py.')
         if not isinstance(num_joints, int) or num_joints <= 0:
             raise UserValueError('DepthKeypointRegressionHead: `num_joints` '
                                  f'must be a positive int, got {num_joints!r}.')
         if codec_k is not None and codec_k != num_joints:
-            raise UserValueError(
-                f'DepthKeypointRegressionHead: num_joints={num_joints} but '
-                f'the decoder has num_keypoints={codec_k}; make them equal '
-                '(both come from the dataset metainfo, e.g. NUM_KEYPOINTS of '
-                'keypose_ext/datasets/bottle_metainfo.py).')
+            raise UserValueError(f'DepthKeypointRegressionHead: num_joints={num_joints} but '
+                                 f'the decoder has num_keypoints={codec_k}; make them equal '
+                                 '(both come from the dataset metainfo, e.g. NUM_KEYPOINTS of '
+                                 'keypose_ext/datasets/bottle_metainfo.py).')
         if self.decoder is not None and hasattr(self.decoder, 'num_keypoints'):
             self.decoder.num_keypoints = num_joints
         return num_joints
@@ -105,11 +99,10 @@ class DepthKeypointRegressionHead(BaseHead):
             x = self.pool(x)
         x = torch.flatten(x, 1)
         if x.shape[1] != self.in_channels:
-            raise UserValueError(
-                'DepthKeypointRegressionHead: the last backbone feature has '
-                f'{x.shape[1]} channels but in_channels={self.in_channels}; '
-                'set head.in_channels to the backbone output width (512 for '
-                'ResNet-18/34, 2048 for ResNet-50).')
+            raise UserValueError('DepthKeypointRegressionHead: the last backbone feature has '
+                                 f'{x.shape[1]} channels but in_channels={self.in_channels}; '
+                                 'set head.in_channels to the backbone output width (512 for '
+                                 'ResNet-18/34, 2048 for ResNet-50).')
         # The regression output stays float32 under autocast: bf16 keeps ~3
         # significant digits, too coarse for an overfit loss below 1e-4.
         with torch.autocast(x.device.type, enabled=False):
@@ -125,10 +118,9 @@ class DepthKeypointRegressionHead(BaseHead):
         if self.decoder is not None:
             w, h = self.decoder.input_size
             return float(w), float(h)
-        raise UserValueError(
-            'DepthKeypointRegressionHead: no `input_size` in the data '
-            'samples and no decoder; add TopdownAffine to the pipeline or a '
-            'decoder to the head.')
+        raise UserValueError('DepthKeypointRegressionHead: no `input_size` in the data '
+                             'samples and no decoder; add TopdownAffine to the pipeline or a '
+                             'decoder to the head.')
 
     def loss(self,
              feats: Tuple[Tensor],
@@ -144,31 +136,22 @@ class DepthKeypointRegressionHead(BaseHead):
         """
         pred = self.forward(feats)  # (B, K, 3)
         try:
-            labels = torch.cat([
-                d.gt_instance_labels.keypoint_labels
-                for d in batch_data_samples
-            ])
-            weights = torch.cat([
-                d.gt_instance_labels.keypoint_weights
-                for d in batch_data_samples
-            ])
+            labels = torch.cat([d.gt_instance_labels.keypoint_labels for d in batch_data_samples])
+            weights = torch.cat([d.gt_instance_labels.keypoint_weights for d in batch_data_samples])
         except AttributeError as e:
-            raise UserValueError(
-                'DepthKeypointRegressionHead.loss: data samples lack '
-                '`gt_instance_labels.keypoint_labels/keypoint_weights`; the '
-                "train pipeline needs GenerateTarget(encoder=dict(type="
-                "'DepthKeypointCodec', ...)) before the packing step.") from e
+            raise UserValueError('DepthKeypointRegressionHead.loss: data samples lack '
+                                 '`gt_instance_labels.keypoint_labels/keypoint_weights`; the '
+                                 "train pipeline needs GenerateTarget(encoder=dict(type="
+                                 "'DepthKeypointCodec', ...)) before the packing step.") from e
         if labels.shape != pred.shape:
-            raise UserValueError(
-                'DepthKeypointRegressionHead.loss: targets have shape '
-                f'{tuple(labels.shape)} but predictions {tuple(pred.shape)}; '
-                'each sample must hold one instance with num_joints='
-                f'{self.num_joints} (x, y, depth) labels.')
+            raise UserValueError('DepthKeypointRegressionHead.loss: targets have shape '
+                                 f'{tuple(labels.shape)} but predictions {tuple(pred.shape)}; '
+                                 'each sample must hold one instance with num_joints='
+                                 f'{self.num_joints} (x, y, depth) labels.')
         labels = labels.to(pred.dtype)
         weights = weights.to(pred.dtype)
 
-        losses = dict(
-            loss_kpt=self.loss_module(pred, labels, weights.unsqueeze(-1)))
+        losses = dict(loss_kpt=self.loss_module(pred, labels, weights.unsqueeze(-1)))
 
         with torch.no_grad():
             mask = weights > 0
@@ -178,11 +161,9 @@ class DepthKeypointRegressionHead(BaseHead):
             diff = pred[..., :2] - labels[..., :2]
             err_2d = torch.sqrt((diff[..., 0] * w)**2 + (diff[..., 1] * h)**2)
             losses['mpjpe_2d'] = (err_2d * mask).sum() / denom
-            if self.decoder is not None and hasattr(self.decoder,
-                                                    'depth_scale'):
+            if self.decoder is not None and hasattr(self.decoder, 'depth_scale'):
                 err_d = (pred[..., 2] - labels[..., 2]).abs()
-                losses['mae_depth'] = ((err_d * mask).sum() / denom *
-                                       self.decoder.depth_scale)
+                losses['mae_depth'] = ((err_d * mask).sum() / denom * self.decoder.depth_scale)
         return losses
 
     def predict(self,
@@ -201,14 +182,12 @@ class DepthKeypointRegressionHead(BaseHead):
             # A mirrored image shows a mirrored object; the corners of its 3D
             # box do not map to one fixed permutation, so averaging with a
             # flipped pass would be wrong.
-            raise UserValueError(
-                'DepthKeypointRegressionHead does not support flip test: '
-                '3D-box corners have no fixed left/right permutation. Set '
-                'model.test_cfg.flip_test=False.')
+            raise UserValueError('DepthKeypointRegressionHead does not support flip test: '
+                                 '3D-box corners have no fixed left/right permutation. Set '
+                                 'model.test_cfg.flip_test=False.')
         if self.decoder is None:
-            raise UserValueError(
-                'DepthKeypointRegressionHead.predict needs a decoder; set '
-                "head.decoder=dict(type='DepthKeypointCodec', input_size=...)")
+            raise UserValueError('DepthKeypointRegressionHead.predict needs a decoder; set '
+                                 "head.decoder=dict(type='DepthKeypointCodec', input_size=...)")
         encoded = to_numpy(self.forward(feats))  # (B, K, 3)
         preds = []
         for enc in encoded:
