@@ -181,9 +181,10 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
 
     # ------------------------------------------------------- lifted boxes
     def _lift(self, data_sample: PoseDataSample) -> dict:
-        """``{'true': (N, 9, 3), 'pred': (N, 9, 3)}`` camera-frame boxes (each
-        fitted with Objectron's 9-DoF fit), plus ``'K'``; empty without
-        intrinsics or depths."""
+        """``{'true': (N, 9, 3), 'pred': (N, 9, 3)}`` lifted camera-frame
+        points (what ``ObjectronBoxMetric`` scores), ``'true_box'`` /
+        ``'pred_box'`` the boxes Objectron's 9-DoF fit makes of them (what is
+        drawn), and ``'K'``; empty without intrinsics or depths."""
         k = data_sample.metainfo.get('camera_intrinsics')
         if k is None:
             return {}
@@ -202,7 +203,8 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
                 continue
             if points.shape[1] != 9 or not np.isfinite(points).all():
                 continue
-            out[label] = np.stack([box_from_transformation(*fit_box(p)) for p in points])
+            out[label] = points
+            out[label + '_box'] = np.stack([box_from_transformation(*fit_box(p)) for p in points])
         return out if len(out) > 1 else {}
 
     @staticmethod
@@ -336,7 +338,7 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
                     _np(gt.bboxes).reshape(-1, 4), edge_colors=self.bbox_color, line_widths=1)
             if 'keypoints' in gt:
                 self._draw_boxes(
-                    self._as_drawn(gt, lifted.get('true'), lifted.get('K')), self.gt_color,
+                    self._as_drawn(gt, lifted.get('true_box'), lifted.get('K')), self.gt_color,
                     'keypoints_visible', kpt_thr, 'true')
                 legend.append(('true', self.gt_color))
         iou = None
@@ -344,7 +346,7 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
             pred = data_sample.pred_instances
             if 'keypoints' in pred:
                 self._draw_boxes(
-                    self._as_drawn(pred, lifted.get('pred'), lifted.get('K')), self.pred_color,
+                    self._as_drawn(pred, lifted.get('pred_box'), lifted.get('K')), self.pred_color,
                     'keypoint_scores', kpt_thr, 'pred')
                 text = 'pred'
                 if lifted.get('true') is not None and lifted.get('pred') is not None:
@@ -352,8 +354,8 @@ class BottleBoxVisualizer(KeyposeLocalVisualizer):
                     text = f'pred  3D IoU {iou:.2f}'
                 legend.append((text, self.pred_color))
         if lifted:
-            self._draw_top_view([(lifted.get('true'), self.gt_color),
-                                 (lifted.get('pred'), self.pred_color)])
+            self._draw_top_view([(lifted.get('true_box'), self.gt_color),
+                                 (lifted.get('pred_box'), self.pred_color)])
         self._draw_legend(legend)
         drawn_img = self.get_image()
         if iou is not None and self.iou_plot and out_file is not None:
