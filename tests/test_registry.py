@@ -60,6 +60,9 @@ CASES = {
     'BottleVideoDataset': ('DATASETS', _bottle),
     'MP100EpisodicDataset': ('DATASETS', lambda d: cape_dataset_cfg(
         d['root'] / 'mp100', episodes_per_epoch=2)),
+    'MP100InstanceDataset': ('DATASETS', lambda d: dict(
+        type='MP100InstanceDataset', data_root=str(d['root'] / 'mp100'),
+        ann_file='annotations/mp100_split1_train.json', pipeline=[])),
     'CheckedCocoDataset': ('DATASETS', lambda d: dict(
         type='CheckedCocoDataset', data_root=str(d['root'] / 'coco'), data_mode='topdown',
         ann_file='annotations/person_keypoints_val2017.json',
