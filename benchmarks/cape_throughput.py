@@ -22,6 +22,7 @@ import argparse
 import json
 import os.path as osp
 import statistics
+import os
 import sys
 import tempfile
 import time
@@ -29,6 +30,8 @@ import time
 import torch
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
+# albumentations (imported by mmpose) asks PyPI for updates at import: never wait on it.
+os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')
 
 CONFIG = 'configs/cape/capeseq_res50_mp100-split1-1shot-256x256.py'
 # Synthetic split 1 of 7 categories: test = the 1st, val = the 2nd, train = the rest,

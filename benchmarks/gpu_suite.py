@@ -40,6 +40,8 @@ import traceback
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
+# albumentations (imported by mmpose) asks PyPI for updates at import: never wait on it.
+os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')
 
 STEPS = dict(
     a=('bottle_e2e', 240, 'bottle seed config, 1000 epochs through the Runner'),

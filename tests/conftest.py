@@ -3,6 +3,8 @@ import sys
 
 import pytest
 
+# albumentations (imported by mmpose) asks PyPI for updates at import: never wait on it.
+os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)

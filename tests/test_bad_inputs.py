@@ -622,13 +622,6 @@ def test_check_env_config_missing(env, tmp_path, capsys):
     assert_clean_failure(code, err, before, tmp_path, 'none.py')
 
 
-# Cases whose fix is in a file of another owner; strict: an XPASS means "remove the mark".
-CONVERTER_TWO_LINES = pytest.mark.xfail(
-    strict=True,
-    reason='tools/dataset_converters/video_to_bottle_data.py prints its error '
-    'and a second hint line; it should run its main under keypose_ext.utils.cli.run_main')
-
-
 def _converter(capsys, *argv):
     return run_tool(capsys, 'dataset_converters/video_to_bottle_data', *argv)
 
@@ -643,7 +636,6 @@ def video(tmp_path_factory):
     return tmp
 
 
-@CONVERTER_TWO_LINES
 def test_converter_video_missing(video, tmp_path, capsys):
     before = _state(tmp_path)
     code, err = _converter(capsys, tmp_path / 'none.mp4', '--annotations', video / 'clip.json',
@@ -651,7 +643,6 @@ def test_converter_video_missing(video, tmp_path, capsys):
     assert_clean_failure(code, err, before, tmp_path, 'none.mp4')
 
 
-@CONVERTER_TWO_LINES
 def test_converter_out_dir_is_a_file(video, tmp_path, capsys):
     (tmp_path / 'out').write_text('a regular file')
     before = _state(tmp_path)
@@ -660,7 +651,6 @@ def test_converter_out_dir_is_a_file(video, tmp_path, capsys):
     assert_clean_failure(code, err, before, tmp_path, str(tmp_path / 'out'))
 
 
-@CONVERTER_TWO_LINES
 def test_converter_malformed_annotations(video, tmp_path, capsys):
     (tmp_path / 'bad.json').write_text('[{"frame": ')
     before = _state(tmp_path)
@@ -670,7 +660,6 @@ def test_converter_malformed_annotations(video, tmp_path, capsys):
     assert not (tmp_path / 'out' / 'annotations.json').exists()
 
 
-@CONVERTER_TWO_LINES
 def test_converter_video_random_bytes(video, tmp_path, capsys):
     (tmp_path / 'noise.mp4').write_bytes(np.random.default_rng(1).bytes(4096))
     before = _state(tmp_path)
@@ -688,10 +677,6 @@ def test_download_coco_malformed_manifest(tmp_path, capsys):
     assert_clean_failure(code, err, before, tmp_path, 'manifest.json', status=(1, 2))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='tools/download_coco.py: zipfile.BadZipFile from '
-    'safe_extract_zip (keypose_ext/utils/sapiens_download.py) is a traceback')
 def test_download_coco_corrupt_zip_without_checksum(tmp_path, capsys):
     mirror = tmp_path / 'mirror' / 'zips'
     mirror.mkdir(parents=True)

@@ -25,7 +25,7 @@ def test_train_and_test_with_show_dir(tmp_path):
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = str(tmp_path / 'data')
         cfg[loader].batch_size = 4
-    cfg.train_cfg = dict(by_epoch=True, max_epochs=2, val_interval=2)
+    cfg.train_cfg = dict(type='KeyposeEpochBasedTrainLoop', max_epochs=2, val_interval=2)
     cfg.default_hooks.checkpoint = dict(type='KeyposeCheckpointHook', interval=2)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     runner = RUNNERS.build(cfg)  # the config's KeyposeRunner, as tools/train.py builds it

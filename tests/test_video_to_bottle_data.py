@@ -43,7 +43,21 @@ def _cli():
         'video_to_bottle_data', osp.join(ROOT, 'tools/dataset_converters/video_to_bottle_data.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module
+    return _Cli(module)
+
+
+class _Cli:
+    """The tool as its ``__main__`` runs it (under ``run_main``): ``main`` returns the exit
+    status instead of exiting."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def main(self, argv):
+        from keypose_ext.utils.cli import run_main
+        with pytest.raises(SystemExit) as exc:
+            run_main(lambda: self.module.main(argv))
+        return exc.value.code
 
 
 def test_coco_output_readable_by_pycocotools(source, tmp_path):
@@ -203,7 +217,8 @@ def test_cli(source, tmp_path, capsys):
 def _one_line_error(capsys, rc):
     assert rc == 2
     err = capsys.readouterr().err
-    assert 'Traceback' not in err and err.startswith('error: User')
+    assert 'Traceback' not in err and err.startswith('error: ')
+    assert len(err.strip().splitlines()) == 1, err
     return err.splitlines()[0]
 
 

@@ -14,6 +14,8 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
+# albumentations (imported by mmpose) asks PyPI for updates at import: never wait on it.
+os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')
 
 from mmengine.config import DictAction  # noqa: E402
 

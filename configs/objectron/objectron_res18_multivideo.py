@@ -92,7 +92,7 @@ val_evaluator = [
 ]
 test_evaluator = val_evaluator
 
-train_cfg = dict(by_epoch=True, max_epochs=60, val_interval=5)
+train_cfg = dict(type='KeyposeEpochBasedTrainLoop', max_epochs=60, val_interval=5)
 val_cfg = dict()
 test_cfg = dict()
 optim_wrapper = dict(

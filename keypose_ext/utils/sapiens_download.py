@@ -158,10 +158,15 @@ def safe_extract_zip(zip_path: str, dest_dir: str) -> int:
     Every member is checked before anything is written. Returns the number of files.
 
     Raises:
-        ValueError: an unsafe member (named in the message).
+        UserValueError: an unsafe member (named in the message) or a corrupt archive.
     """
     dest_root = osp.realpath(dest_dir)
-    with zipfile.ZipFile(zip_path) as zf:
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except zipfile.BadZipFile as e:
+        raise UserValueError(f'{zip_path}: not a readable zip archive ({e}); delete it and '
+                             'download it again') from None
+    with zf:
         members = zf.infolist()
         for m in members:
             name = m.filename.replace('\\', '/')

@@ -9,11 +9,14 @@ writes ``bottle_data/images/000000.jpg ...`` and a COCO-style
 ``bottle_data/annotations.json``; see docs/bottle_data.md for both formats.
 """
 import argparse
-import os
+import os.path as osp
 import sys
 
-from keypose_ext.dataset_converters.bottle_video_converter import convert_video_to_bottle_data
-from keypose_ext.utils.errors import KeyposeUserError
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
+
+from keypose_ext.dataset_converters.bottle_video_converter import \
+    convert_video_to_bottle_data  # noqa: E402
+from keypose_ext.utils.cli import run_main  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -49,31 +52,23 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    # User errors (and the OS refusing a file) print one line, no traceback.
-    user_errors = () if os.environ.get('KEYPOSE_TRACEBACK') else (KeyposeUserError, OSError)
-    try:
-        summary = convert_video_to_bottle_data(
-            args.video,
-            args.annotations,
-            args.out_dir,
-            annotation_format=None if args.format == 'auto' else args.format,
-            stride=args.stride,
-            start=args.start,
-            max_frames=args.max_frames,
-            object_id=args.object_id,
-            jpeg_quality=args.jpeg_quality,
-            overwrite=args.overwrite,
-            progress=not args.no_progress)
-    except user_errors as e:
-        print(
-            f'error: {type(e).__name__}: {e}\n(set KEYPOSE_TRACEBACK=1 '
-            'for the full traceback)',
-            file=sys.stderr)
-        return 2
+    # User errors (and the OS refusing a file) print one line via run_main.
+    summary = convert_video_to_bottle_data(
+        args.video,
+        args.annotations,
+        args.out_dir,
+        annotation_format=None if args.format == 'auto' else args.format,
+        stride=args.stride,
+        start=args.start,
+        max_frames=args.max_frames,
+        object_id=args.object_id,
+        jpeg_quality=args.jpeg_quality,
+        overwrite=args.overwrite,
+        progress=not args.no_progress)
     print(f'Wrote {summary["num_images"]} frames (of '
           f'{summary["video_frame_count"]}) and {summary["ann_file"]}')
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(main)

@@ -1,6 +1,7 @@
 # CAPE schedule: AdamW, gradient clipping, mixed precision (CpuFallbackAmpOptimWrapper falls
 # back to fp32 on a CPU) and gradient accumulation: batch 8 x 2 = 16 per update.
-train_cfg = dict(by_epoch=True, max_epochs=200, val_interval=10)
+# KeyposeEpochBasedTrainLoop: mmengine's epoch loop that resumes mid-epoch exactly.
+train_cfg = dict(type='KeyposeEpochBasedTrainLoop', max_epochs=200, val_interval=10)
 val_cfg = dict()
 test_cfg = dict()
 optim_wrapper = dict(

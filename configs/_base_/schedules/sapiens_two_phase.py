@@ -4,7 +4,8 @@
 # The freeze/unfreeze itself is SapiensPhaseSwitchHook(switch_epoch=10) in the model
 # config. AdamW + layer-wise lr decay (Sapiens' 0.85) over *all* parameters, so the
 # optimizer built at the start also holds the backbone once it is unfrozen.
-train_cfg = dict(by_epoch=True, max_epochs=110, val_interval=5)
+# KeyposeEpochBasedTrainLoop: mmengine's epoch loop that resumes mid-epoch exactly.
+train_cfg = dict(type='KeyposeEpochBasedTrainLoop', max_epochs=110, val_interval=5)
 optim_wrapper = dict(
     type='CpuFallbackAmpOptimWrapper',  # keypose_ext's: float32 on a CPU
     optimizer=dict(type='AdamW', lr=5e-4, betas=(0.9, 0.999), weight_decay=0.1),
