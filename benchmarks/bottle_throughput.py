@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
-CONFIG = 'configs/bottle/bottle_res18_overfit.py'
+CONFIG = 'configs/bottle/td-depthreg_res18_1xb16-1000e_bottle-224x224.py'
 MODES = {
     'decode': dict(cache=False, cache_outputs=False),
     'frame cache': dict(cache=True, cache_outputs=False),

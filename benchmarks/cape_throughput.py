@@ -33,7 +33,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 # albumentations (imported by mmpose) asks PyPI for updates at import: never wait on it.
 os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')
 
-CONFIG = 'configs/cape/capeseq_res50_mp100-split1-1shot-256x256.py'
+CONFIG = 'configs/cape/capeseq_res50_1xb8-200e_mp100-split1-1shot-256x256.py'
 # Synthetic split 1 of 7 categories: test = the 1st, val = the 2nd, train = the rest,
 # so the training file holds categories with these keypoint counts.
 DECODE_COUNTS = (1, 5, 17, 34, 68)

@@ -8,7 +8,7 @@ and a results line, within an overall budget (default 470 s, under 8 minutes on 
 Steps (each a child process with a time limit; a step that runs out is killed and
 reported as ``timeout``, and the next one starts):
 
-  a  bottle seed config end to end: configs/bottle/bottle_res18_overfit.py through the
+  a  bottle seed config end to end: configs/bottle/td-depthreg_res18_1xb16-1000e_bottle-224x224.py through the
      Runner (DeviceResidentTrainLoop fast path) on a 252-frame synthetic clip at 224x224,
      1000 epochs, batch 16, Adam 1e-4: wall time, final loss (goal < 1e-4), images/s
   b  the seed's plain PyTorch loop (torchvision ResNet-18 + Linear(512, 27), MSE, Adam)
@@ -51,8 +51,8 @@ STEPS = dict(
     e=('cape_throughput', 120, 'CAPE ResNet-50 256x256 episodes/s, decoding vs K'),
 )
 ORDER = 'abedc'  # most important first, in case the budget runs out
-BOTTLE_CONFIG = 'configs/bottle/bottle_res18_overfit.py'
-DDP_CONFIG = 'configs/bottle/bottle_res18_overfit_2xgpu_ddp.py'
+BOTTLE_CONFIG = 'configs/bottle/td-depthreg_res18_1xb16-1000e_bottle-224x224.py'
+DDP_CONFIG = 'configs/bottle/td-depthreg_res18_2xb64-1000e_bottle-224x224.py'
 SAPIENS_CONFIG = 'configs/sapiens/stage1_gtx1650.py'
 GOAL_LOSS, GOAL_RATIO = 1e-4, 0.95
 

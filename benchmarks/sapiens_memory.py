@@ -12,9 +12,9 @@ batch ``--batch-size`` (2) on synthetic COCO through their training pipeline:
 
 - ``phase 1`` and ``lora`` (phase 2): configs/sapiens/stage1_gtx1650.py, switched by
   SapiensPhaseSwitchHook as in training;
-- ``last_blocks``: configs/sapiens/stage1_gtx1650_last2.py;
+- ``last_blocks``: configs/sapiens/td-hm_sapiens-1b-last2_1xb2-110e_coco-384x288.py;
 - ``full``: the same model switched to every parameter on the GPU (expected: OOM);
-- ``full_offload``: configs/sapiens/stage1_gtx1650_full_offload.py's FSDP wrapper (CPU
+- ``full_offload``: configs/sapiens/td-hm_sapiens-1b-fsdp-offload_1xb2-100e_coco-384x288.py's FSDP wrapper (CPU
   offload) in a one-process group.
 
 Each row has ``max_memory_allocated``/``reserved``, s/iter (after a warm-up iteration),
@@ -47,9 +47,9 @@ TINY = dict(embed_dims=64, num_layers=2, num_heads=4, feedforward_channels=128)
 CONFIGS = {
     'phase 1': 'stage1_gtx1650.py',
     'lora': 'stage1_gtx1650.py',
-    'last_blocks': 'stage1_gtx1650_last2.py',
-    'full': 'stage1_gtx1650_last2.py',
-    'full_offload': 'stage1_gtx1650_full_offload.py'
+    'last_blocks': 'td-hm_sapiens-1b-last2_1xb2-110e_coco-384x288.py',
+    'full': 'td-hm_sapiens-1b-last2_1xb2-110e_coco-384x288.py',
+    'full_offload': 'td-hm_sapiens-1b-fsdp-offload_1xb2-100e_coco-384x288.py'
 }
 DEFAULT_OUT = osp.join(ROOT, 'benchmarks', 'results', 'sapiens_memory.json')
 

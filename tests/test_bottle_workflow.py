@@ -19,7 +19,7 @@ from keypose_ext.testing.synthetic_bottle import make_bottle_dataset
 pytestmark = pytest.mark.slow
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIG = osp.join(ROOT, 'configs/bottle/bottle_res18_cpu_demo.py')
+CONFIG = osp.join(ROOT, 'configs/bottle/td-depthreg_res18_1xb16-40e_bottle-synthetic-96x96.py')
 EPOCHS = 60
 
 

@@ -13,7 +13,7 @@ from mmpose.registry import MODELS
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 CAPE = os.path.join(ROOT, 'configs', 'cape')
-SPLIT_CONFIGS = sorted(glob.glob(os.path.join(CAPE, 'capeseq_res50_mp100-split*.py')))
+SPLIT_CONFIGS = sorted(glob.glob(os.path.join(CAPE, 'capeseq_res50_1xb8-200e_mp100-split*.py')))
 
 
 def test_splits_1_to_5_in_1_and_5_shot():
@@ -55,11 +55,11 @@ def test_every_cape_config_fixes_its_seeds_and_states_its_weights():
 
 
 @pytest.mark.parametrize('name', [
-    'capeseq_res50_mp100-split1-1shot-256x256.py',
-    'capeseq_res18_mp100-split1-1shot-256x256.py',
-    'capeseq_res18_synthetic-demo-128x128.py',
-    'capeseq_res18_synthetic-single-image-64x64.py',
-    'capeseq_res18_synthetic-overfit-category-64x64.py'])
+    'capeseq_res50_1xb8-200e_mp100-split1-1shot-256x256.py',
+    'capeseq_res18_1xb8-200e_mp100-split1-1shot-256x256.py',
+    'capeseq_res18_1xb8-20e_synthetic-mp100-128x128.py',
+    'capeseq_res18_1xb1-20e_synthetic-mp100-single-image-64x64.py',
+    'capeseq_res18_1xb8-10e_synthetic-mp100-overfit-category-64x64.py'])
 def test_model_builds_and_backbone_matches_head(name):
     cfg = Config.fromfile(os.path.join(CAPE, name))
     model = MODELS.build(cfg.model).eval()
@@ -77,7 +77,7 @@ def test_tools_train_debug_single_image_then_test_show_dir(tmp_path):
     root_opts = [f'{dl}.dataset.data_root={data}' for dl in
                  ('train_dataloader', 'val_dataloader', 'test_dataloader')]
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-    config = os.path.join(CAPE, 'capeseq_res18_synthetic-demo-128x128.py')
+    config = os.path.join(CAPE, 'capeseq_res18_1xb8-20e_synthetic-mp100-128x128.py')
     train = subprocess.run(
         [sys.executable, os.path.join(ROOT, 'tools', 'train.py'), config,
          '--work-dir', str(work), '--debug-single-image', '5',

@@ -13,7 +13,7 @@ from keypose_ext.utils.cape_debug import CapeDebugMode, apply_cape_debug_options
 from keypose_ext.utils.errors import KeyposeUserError
 
 DEMO = os.path.join(os.path.dirname(__file__), '..', 'configs', 'cape',
-                    'capeseq_res18_synthetic-demo-128x128.py')
+                    'capeseq_res18_1xb8-20e_synthetic-mp100-128x128.py')
 
 
 def test_mode_checks_options_and_strips_random_transforms():

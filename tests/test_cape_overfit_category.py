@@ -8,7 +8,7 @@ come from the query. Compare tests/test_cape_single_image_mode.py, where support
 query and the blanked model still scores high.
 
 - ``test_overfit_category_config_needs_the_query`` (slow, ~45 s): the real config
-  (configs/cape/capeseq_res18_synthetic-overfit-category-64x64.py) with mmengine's
+  (configs/cape/capeseq_res18_1xb8-10e_synthetic-mp100-overfit-category-64x64.py) with mmengine's
   Runner, as ``tools/train.py`` runs it.
 - ``test_a_few_steps_already_need_the_query`` (a few seconds): the same mode, the
   config's model and optimiser settings, 12 steps by hand on 8 images; the
@@ -36,7 +36,7 @@ from mmpose.registry import DATASETS, METRICS, MODELS
 
 CONFIG = os.path.join(
     os.path.dirname(__file__), '..', 'configs', 'cape',
-    'capeseq_res18_synthetic-overfit-category-64x64.py')
+    'capeseq_res18_1xb8-10e_synthetic-mp100-overfit-category-64x64.py')
 
 
 def _pck(model, dataset, blank_query=False, batch_size=16):

@@ -2,7 +2,7 @@
 support and query, in training and validation) reaches loss < 0.1 and
 PCK@0.2 >= 95 % within 20 epochs x 20 episodes.
 
-Runs the real config (configs/cape/capeseq_res18_synthetic-single-image-64x64.py:
+Runs the real config (configs/cape/capeseq_res18_1xb1-20e_synthetic-mp100-single-image-64x64.py:
 a 2-stage ResNet-18 at 64x64) with mmengine's Runner, exactly as ``tools/train.py``
 does. About 25-40 s on one CPU thread (marked slow).
 
@@ -26,7 +26,7 @@ from mmengine.runner import Runner
 
 CONFIG = os.path.join(
     os.path.dirname(__file__), '..', 'configs', 'cape',
-    'capeseq_res18_synthetic-single-image-64x64.py')
+    'capeseq_res18_1xb1-20e_synthetic-mp100-single-image-64x64.py')
 
 
 class _Record(Hook):

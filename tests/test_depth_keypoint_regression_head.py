@@ -118,7 +118,7 @@ def test_keypoint_count_comes_from_one_place_and_must_agree():
 
 
 @pytest.mark.parametrize(
-    'name', ['bottle_res18_overfit', 'bottle_res18_cpu_demo', 'bottle_res18_overfit_2xgpu_ddp'])
+    'name', ['td-depthreg_res18_1xb16-1000e_bottle-224x224', 'td-depthreg_res18_1xb16-40e_bottle-synthetic-96x96', 'td-depthreg_res18_2xb64-1000e_bottle-224x224'])
 def test_configs_derive_k_and_the_check_fires(name):
     """The configs take K from the metainfo; a head edited to another K is
     refused when the model is built (this fails without the check)."""

@@ -14,7 +14,7 @@ from keypose_ext.utils.cli import build_runner
 from keypose_ext.utils.errors import UserValueError
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIG = osp.join(ROOT, 'configs/bottle/bottle_res18_cpu_demo.py')
+CONFIG = osp.join(ROOT, 'configs/bottle/td-depthreg_res18_1xb16-40e_bottle-synthetic-96x96.py')
 FRAMES, BATCH, EPOCHS, LOG_EVERY = 10, 4, 3, 2  # 3 iterations per epoch (4, 4, 2)
 INPUT = (32, 32)
 

@@ -15,8 +15,8 @@ from keypose_ext.testing.synthetic_coco import make_synthetic_coco
 from keypose_ext.utils.sapiens_archs import SAPIENS_ARCHS
 
 CFG_DIR = osp.join(ROOT, 'configs', 'sapiens')
-VARIANTS = ('stage1_gtx1650.py', 'stage1_minimal.py', 'stage1_a100.py', 'stage1_gtx1650_last2.py',
-            'stage1_gtx1650_full_offload.py')
+VARIANTS = ('stage1_gtx1650.py', 'td-hm_sapiens-1b_1xb1-110e_coco-320x240.py', 'td-hm_sapiens-1b_1xb32-110e_coco-512x384.py', 'td-hm_sapiens-1b-last2_1xb2-110e_coco-384x288.py',
+            'td-hm_sapiens-1b-fsdp-offload_1xb2-100e_coco-384x288.py')
 
 
 def _load(name):
@@ -71,18 +71,18 @@ def test_sizes_come_from_the_codec(name):
 
 
 def test_variants_change_only_their_settings():
-    a100, minimal = _load('stage1_a100.py'), _load('stage1_minimal.py')
+    a100, minimal = _load('td-hm_sapiens-1b_1xb32-110e_coco-512x384.py'), _load('td-hm_sapiens-1b_1xb1-110e_coco-320x240.py')
     assert tuple(a100.model.backbone.img_size) == (512, 384)
     assert a100.train_dataloader.batch_size == 32 and a100.optim_wrapper.accumulative_counts == 1
     assert a100.custom_hooks[0].phase2.mode == 'full' and a100.model.backbone.lora is None
     assert tuple(minimal.model.backbone.img_size) == (320, 240)
     assert minimal.train_dataloader.batch_size == 1
     assert minimal.optim_wrapper.accumulative_counts == 32
-    last2 = _load('stage1_gtx1650_last2.py')
+    last2 = _load('td-hm_sapiens-1b-last2_1xb2-110e_coco-384x288.py')
     assert last2.custom_hooks[0].phase2 == dict(
         mode='last_blocks', trainable_layers=2, with_cp=True)
     assert last2.model.backbone.lora is None
-    off = _load('stage1_gtx1650_full_offload.py')
+    off = _load('td-hm_sapiens-1b-fsdp-offload_1xb2-100e_coco-384x288.py')
     assert off.runner_type == 'FlexibleRunner' and off.strategy.type == 'FSDPStrategy'
     assert off.strategy.model_wrapper.cpu_offload is True
     assert off.custom_hooks[0].switch_epoch == 0 and off.model.backbone.frozen_dtype is None
@@ -196,7 +196,7 @@ def _full_offload_config(tmp_path, extra=''):
         switch_epoch=0,
         max_epochs=1,
         phase2=dict(mode='full', with_cp=True),
-        base='stage1_gtx1650_full_offload.py',
+        base='td-hm_sapiens-1b-fsdp-offload_1xb2-100e_coco-384x288.py',
         extra=extra)
     cfg = Config.fromfile(path)
     cfg.work_dir = str(tmp_path / 'work')

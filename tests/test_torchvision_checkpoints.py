@@ -18,7 +18,7 @@ from keypose_ext.utils.torchvision_checkpoints import (torchvision_cache_path,
                                                        torchvision_download_errors)
 
 CONFIG = osp.join(osp.dirname(__file__), '..', 'configs', 'cape',
-                  'capeseq_res50_mp100-split1-1shot-256x256.py')
+                  'capeseq_res50_1xb8-200e_mp100-split1-1shot-256x256.py')
 
 
 @pytest.fixture

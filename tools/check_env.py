@@ -27,9 +27,9 @@ os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')
 MEASURED = osp.join(ROOT, 'benchmarks', 'results', 'sapiens_memory.json')
 ROUTE_CONFIGS = {
     'lora': 'configs/sapiens/stage1_gtx1650.py',
-    'last_blocks': 'configs/sapiens/stage1_gtx1650_last2.py',
-    'full_offload': 'configs/sapiens/stage1_gtx1650_full_offload.py',
-    'full': 'configs/sapiens/stage1_a100.py'
+    'last_blocks': 'configs/sapiens/td-hm_sapiens-1b-last2_1xb2-110e_coco-384x288.py',
+    'full_offload': 'configs/sapiens/td-hm_sapiens-1b-fsdp-offload_1xb2-100e_coco-384x288.py',
+    'full': 'configs/sapiens/td-hm_sapiens-1b_1xb32-110e_coco-512x384.py'
 }
 
 

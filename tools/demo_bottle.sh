@@ -8,8 +8,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$ROOT/tools/setup_env.sh"
 PY=${KEYPOSE_VENV:-$ROOT/.venv}/bin/python
 cd "$ROOT"
-CONFIG=configs/bottle/bottle_res18_cpu_demo.py
-WORK_DIR=work_dirs/bottle_res18_cpu_demo
+CONFIG=configs/bottle/td-depthreg_res18_1xb16-40e_bottle-synthetic-96x96.py
+WORK_DIR=work_dirs/td-depthreg_res18_1xb16-40e_bottle-synthetic-96x96
 
 if [ ! -f data/bottle_synthetic/annotations.json ]; then
   "$PY" tools/dataset_converters/make_synthetic_bottle_video.py \

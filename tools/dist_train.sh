@@ -2,7 +2,7 @@
 # Usage: tools/dist_train.sh CONFIG GPUS [train.py args...]
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node.
 # Without CUDA, GPUS processes train on the CPU over gloo (KeyposeRunner), e.g. the bottle
-# demo: tools/dist_train.sh configs/bottle/bottle_res18_cpu_demo.py 2
+# demo: tools/dist_train.sh configs/bottle/td-depthreg_res18_1xb16-40e_bottle-synthetic-96x96.py 2
 # PYTHON defaults to the checkout's venv (KEYPOSE_VENV, .venv), else `python`.
 set -eu
 CONFIG=$1

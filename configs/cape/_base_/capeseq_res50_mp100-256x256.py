@@ -1,6 +1,6 @@
 # CAPE on MP-100: ResNet-50 + CapeSequenceHead, 256x256 crops.
 # Split/shot configs in configs/cape/ inherit this file; other backbones replace
-# model.backbone and head.in_channels (see capeseq_res18_mp100-split1-1shot-256x256.py).
+# model.backbone and head.in_channels (see capeseq_res18_1xb8-200e_mp100-split1-1shot-256x256.py).
 _base_ = [
     '../../_base_/default_runtime.py', '../../_base_/datasets/mp100.py',
     '../../_base_/schedules/cape_adamw_200e.py'

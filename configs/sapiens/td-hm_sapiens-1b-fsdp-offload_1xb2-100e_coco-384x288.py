@@ -7,7 +7,7 @@
 #
 # A separate run after phase 1, since FSDP fixes the trained parameters when it wraps:
 #   python tools/train.py configs/sapiens/stage1_gtx1650.py --cfg-options train_cfg.max_epochs=10
-#   tools/dist_train.sh configs/sapiens/stage1_gtx1650_full_offload.py 1 \
+#   tools/dist_train.sh configs/sapiens/td-hm_sapiens-1b-fsdp-offload_1xb2-100e_coco-384x288.py 1 \
 #       --cfg-options load_from=work_dirs/stage1_gtx1650/epoch_10_merged.pth
 # (the *_merged.pth copy: plain weights and meta, which MMEngine's FlexibleRunner loads
 # under torch.load(weights_only=True)). Epochs 0-99 of this run are epochs 10-109 of the

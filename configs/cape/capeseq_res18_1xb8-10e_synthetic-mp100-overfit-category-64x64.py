@@ -5,7 +5,7 @@
 # with the query crop blanked falls to chance:
 #   python tools/test.py THIS_CONFIG CKPT --cfg-options model.data_preprocessor.blank_query=True
 # The same rewrite of any CAPE config: tools/train.py CONFIG --debug-overfit-category CAT
-_base_ = ['./capeseq_res18_synthetic-demo-128x128.py']
+_base_ = ['./capeseq_res18_1xb8-20e_synthetic-mp100-128x128.py']
 
 input_size = (64, 64)
 debug = dict(debug_overfit_category=6)

@@ -2,7 +2,7 @@
 # 48 frames at 160x120 (tools/dataset_converters/make_synthetic_bottle_video.py),
 # 96x96 input, 40 epochs at lr 1e-3. Same model, data pipeline and metrics as the
 # seed's config; only the size and length differ.
-_base_ = ['./bottle_res18_overfit.py']
+_base_ = ['./td-depthreg_res18_1xb16-1000e_bottle-224x224.py']
 from keypose_ext.datasets.bottle_metainfo import NUM_KEYPOINTS  # noqa: E402
 
 input_size = (96, 96)
