@@ -20,9 +20,9 @@ CapeDataPreprocessor and the config's optimizer wrapper (AMP, accumulation, clip
 """
 import argparse
 import json
+import os
 import os.path as osp
 import statistics
-import os
 import sys
 import tempfile
 import time

@@ -8,8 +8,9 @@ and a results line, within an overall budget (default 470 s, under 8 minutes on 
 Steps (each a child process with a time limit; a step that runs out is killed and
 reported as ``timeout``, and the next one starts):
 
-  a  bottle seed config end to end: configs/bottle/td-depthreg_res18_1xb16-1000e_bottle-224x224.py through the
-     Runner (DeviceResidentTrainLoop fast path) on a 252-frame synthetic clip at 224x224,
+  a  bottle seed config end to end:
+     configs/bottle/td-depthreg_res18_1xb16-1000e_bottle-224x224.py through the Runner
+     (DeviceResidentTrainLoop fast path) on a 252-frame synthetic clip at 224x224,
      1000 epochs, batch 16, Adam 1e-4: wall time, final loss (goal < 1e-4), images/s
   b  the seed's plain PyTorch loop (torchvision ResNet-18 + Linear(512, 27), MSE, Adam)
      on the same frames, resident on the same GPU: images/s as written (fp32) and with

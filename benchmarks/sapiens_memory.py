@@ -14,8 +14,8 @@ batch ``--batch-size`` (2) on synthetic COCO through their training pipeline:
   SapiensPhaseSwitchHook as in training;
 - ``last_blocks``: configs/sapiens/td-hm_sapiens-1b-last2_1xb2-110e_coco-384x288.py;
 - ``full``: the same model switched to every parameter on the GPU (expected: OOM);
-- ``full_offload``: configs/sapiens/td-hm_sapiens-1b-fsdp-offload_1xb2-100e_coco-384x288.py's FSDP wrapper (CPU
-  offload) in a one-process group.
+- ``full_offload``: the FSDP wrapper (CPU offload) of
+  configs/sapiens/td-hm_sapiens-1b-fsdp-offload_1xb2-100e_coco-384x288.py in a one-process group.
 
 Each row has ``max_memory_allocated``/``reserved``, s/iter (after a warm-up iteration),
 the estimate of keypose_ext/utils/sapiens_memory_estimate.py for that config, and

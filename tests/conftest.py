@@ -18,8 +18,9 @@ def pytest_configure(config):
 @pytest.fixture(autouse=True)
 def _mmpose_scope():
     """Every test builds from mmpose's registries, as configs do."""
-    import keypose_ext  # noqa: F401  (registers everything)
     from mmengine.registry import DefaultScope
+
+    import keypose_ext  # noqa: F401  (registers everything)
     if DefaultScope.get_current_instance() is None:
         DefaultScope.get_instance('keypose_ext_tests', scope_name='mmpose')
     yield

@@ -26,7 +26,8 @@ from mmengine.logging import MMLogger
 from keypose_ext.utils.cli import run_main
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-BOTTLE = osp.join(ROOT, 'configs', 'bottle', 'td-depthreg_res18_1xb16-40e_bottle-synthetic-96x96.py')
+BOTTLE = osp.join(ROOT, 'configs', 'bottle',
+                  'td-depthreg_res18_1xb16-40e_bottle-synthetic-96x96.py')
 CAPE = osp.join(ROOT, 'configs', 'cape', 'capeseq_res18_1xb8-20e_synthetic-mp100-128x128.py')
 _unique = count()
 

@@ -59,7 +59,8 @@ def test_every_cape_config_fixes_its_seeds_and_states_its_weights():
     'capeseq_res18_1xb8-200e_mp100-split1-1shot-256x256.py',
     'capeseq_res18_1xb8-20e_synthetic-mp100-128x128.py',
     'capeseq_res18_1xb1-20e_synthetic-mp100-single-image-64x64.py',
-    'capeseq_res18_1xb8-10e_synthetic-mp100-overfit-category-64x64.py'])
+    'capeseq_res18_1xb8-10e_synthetic-mp100-overfit-category-64x64.py'
+])
 def test_model_builds_and_backbone_matches_head(name):
     cfg = Config.fromfile(os.path.join(CAPE, name))
     model = MODELS.build(cfg.model).eval()
@@ -74,43 +75,58 @@ def test_tools_train_debug_single_image_then_test_show_dir(tmp_path):
     data = tmp_path / 'data'
     summary = make_data(data, images_per_category=6)
     work = tmp_path / 'work'
-    root_opts = [f'{dl}.dataset.data_root={data}' for dl in
-                 ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+    root_opts = [
+        f'{dl}.dataset.data_root={data}'
+        for dl in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    ]
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     config = os.path.join(CAPE, 'capeseq_res18_1xb8-20e_synthetic-mp100-128x128.py')
-    train = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'tools', 'train.py'), config,
-         '--work-dir', str(work), '--debug-single-image', '5',
-         '--debug-single-image-index', '2', '--cfg-options', *root_opts,
-         'train_cfg.max_epochs=2', 'train_cfg.val_interval=1',
-         'train_dataloader.dataset.episodes_per_epoch=2',
-         'train_dataloader.batch_size=2'],
-        capture_output=True, text=True, env=env, timeout=300)
+    train = subprocess.run([
+        sys.executable,
+        os.path.join(ROOT, 'tools', 'train.py'), config, '--work-dir',
+        str(work), '--debug-single-image', '5', '--debug-single-image-index', '2', '--cfg-options',
+        *root_opts, 'train_cfg.max_epochs=2', 'train_cfg.val_interval=1',
+        'train_dataloader.dataset.episodes_per_epoch=2', 'train_dataloader.batch_size=2'
+    ],
+                           capture_output=True,
+                           text=True,
+                           env=env,
+                           timeout=300)
     assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
     out = train.stdout + train.stderr
     for key in ('DEBUG SINGLE IMAGE MODE ENABLED', 'image 3 of 6 in category',
-                'SINGLE IMAGE VALIDATION MODE', 'loss_ce: ', 'loss_coords: ',
-                'PCK@0.2: '):
+                'SINGLE IMAGE VALIDATION MODE', 'loss_ce: ', 'loss_coords: ', 'PCK@0.2: '):
         assert key in out, key
     ckpt = work / 'epoch_2.pth'
     assert ckpt.is_file()
 
-    test = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'tools', 'test.py'), config, str(ckpt),
-         '--work-dir', str(work), '--show-dir', 'vis', '--cfg-options', *root_opts,
-         'test_dataloader.dataset.episodes_per_category=1',
-         'test_dataloader.dataset.num_queries_per_episode=2'],
-        capture_output=True, text=True, env=env, timeout=300)
+    test = subprocess.run([
+        sys.executable,
+        os.path.join(ROOT, 'tools', 'test.py'), config,
+        str(ckpt), '--work-dir',
+        str(work), '--show-dir', 'vis', '--cfg-options', *root_opts,
+        'test_dataloader.dataset.episodes_per_category=1',
+        'test_dataloader.dataset.num_queries_per_episode=2'
+    ],
+                          capture_output=True,
+                          text=True,
+                          env=env,
+                          timeout=300)
     assert test.returncode == 0, test.stdout[-3000:] + test.stderr[-3000:]
     assert 'PCK@0.2: ' in test.stdout + test.stderr
     pictures = glob.glob(str(work / '*' / 'vis' / '*.jpg'))
     # one picture per (supports, query) pair: 1 episode x 2 queries per category
     assert len(pictures) == 2 * len(summary['splits'][1]['test'])
 
-    bad = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'tools', 'train.py'), config,
-         '--work-dir', str(work), '--debug-single-image', '5',
-         '--debug-single-image-index', '99', '--cfg-options', *root_opts],
-        capture_output=True, text=True, env=env, timeout=300)
+    bad = subprocess.run([
+        sys.executable,
+        os.path.join(ROOT, 'tools', 'train.py'), config, '--work-dir',
+        str(work), '--debug-single-image', '5', '--debug-single-image-index', '99', '--cfg-options',
+        *root_opts
+    ],
+                         capture_output=True,
+                         text=True,
+                         env=env,
+                         timeout=300)
     assert bad.returncode != 0
     assert 'Image index out of range' in bad.stderr and '6 images' in bad.stderr

@@ -12,8 +12,9 @@ import keypose_ext.utils.cape_debug as cape_debug
 from keypose_ext.utils.cape_debug import CapeDebugMode, apply_cape_debug_options
 from keypose_ext.utils.errors import KeyposeUserError
 
-DEMO = os.path.join(os.path.dirname(__file__), '..', 'configs', 'cape',
-                    'capeseq_res18_1xb8-20e_synthetic-mp100-128x128.py')
+DEMO = os.path.join(
+    os.path.dirname(__file__), '..', 'configs', 'cape',
+    'capeseq_res18_1xb8-20e_synthetic-mp100-128x128.py')
 
 
 def test_mode_checks_options_and_strips_random_transforms():
@@ -28,19 +29,26 @@ def test_mode_checks_options_and_strips_random_transforms():
     assert single.augmentation_note() == 'Augmentation OFF (removed: RandomFlip, ' \
         'RandomBBoxTransform)'
     assert single.choose_image([10, 11, 12], 'cat') == (2, 12)
-    with pytest.raises(KeyposeUserError, match=r'Image index out of range: '
-                       r'--debug-single-image-index 2, but category 4 \(cat\) has 2 images '
-                       r'\(valid 0..1\)'):
+    with pytest.raises(
+            KeyposeUserError,
+            match=r'Image index out of range: '
+            r'--debug-single-image-index 2, but category 4 \(cat\) has 2 images '
+            r'\(valid 0..1\)'):
         single.choose_image([10, 11], 'cat')
     assert CapeDebugMode(overfit_category=3).check_category([1, 3], 'a.json') == [3]
-    with pytest.raises(KeyposeUserError, match=r'No images found for category 3 in a.json. '
-                       r'Valid category ids: \[1, 2\]'):
+    with pytest.raises(
+            KeyposeUserError,
+            match=r'No images found for category 3 in a.json. '
+            r'Valid category ids: \[1, 2\]'):
         CapeDebugMode(overfit_category=3).check_category([2, 1], 'a.json')
-    with pytest.raises(KeyposeUserError, match='debug_single_image and debug_overfit_category '
-                       'exclude each other'):
+    with pytest.raises(
+            KeyposeUserError,
+            match='debug_single_image and debug_overfit_category '
+            'exclude each other'):
         CapeDebugMode(single_image=1, overfit_category=2)
-    with pytest.raises(KeyposeUserError, match='debug_single_image_index needs '
-                       'debug_single_image CAT_ID'):
+    with pytest.raises(
+            KeyposeUserError, match='debug_single_image_index needs '
+            'debug_single_image CAT_ID'):
         CapeDebugMode(single_image_index=1)
 
 
@@ -72,11 +80,14 @@ def test_rewriter_sets_the_dataset_options_and_the_dataset_applies_them(tmp_path
     untouched = Config.fromfile(DEMO)
     assert apply_cape_debug_options(untouched).train_dataloader.dataset.get(
         'debug_single_image') is None
-    with pytest.raises(KeyposeUserError, match='--debug-single-image-index needs '
-                       '--debug-single-image CAT_ID'):
+    with pytest.raises(
+            KeyposeUserError, match='--debug-single-image-index needs '
+            '--debug-single-image CAT_ID'):
         apply_cape_debug_options(Config.fromfile(DEMO), single_image_index=2)
-    with pytest.raises(KeyposeUserError, match='--debug-single-image and '
-                       '--debug-overfit-category exclude each other'):
+    with pytest.raises(
+            KeyposeUserError,
+            match='--debug-single-image and '
+            '--debug-overfit-category exclude each other'):
         apply_cape_debug_options(Config.fromfile(DEMO), single_image=1, overfit_category=2)
     coco = Config(dict(train_dataloader=dict(dataset=dict(type='CocoDataset'))))
     with pytest.raises(KeyposeUserError, match='MP100EpisodicDataset'):

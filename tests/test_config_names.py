@@ -4,7 +4,8 @@ import os.path as osp
 import re
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# {algorithm}_{backbone}_{N}xb{B}-{E}e_{dataset}-{H}x{W}.py, e.g. td-hm_res50_8xb64-210e_coco-256x192.py
+# {algorithm}_{backbone}_{N}xb{B}-{E}e_{dataset}-{H}x{W}.py,
+# e.g. td-hm_res50_8xb64-210e_coco-256x192.py
 PATTERN = re.compile(r'^[a-z0-9-]+_[a-z0-9-]+_\d+xb\d+-\d+e_[a-z0-9-]+-\d+x\d+\.py$')
 # Names users already type (seed 002); each inherits a config of the pattern's family.
 KEPT = {'configs/sapiens/stage1_gtx1650.py'}

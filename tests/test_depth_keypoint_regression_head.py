@@ -117,8 +117,11 @@ def test_keypoint_count_comes_from_one_place_and_must_agree():
         _head(num_joints=8)
 
 
-@pytest.mark.parametrize(
-    'name', ['td-depthreg_res18_1xb16-1000e_bottle-224x224', 'td-depthreg_res18_1xb16-40e_bottle-synthetic-96x96', 'td-depthreg_res18_2xb64-1000e_bottle-224x224'])
+@pytest.mark.parametrize('name', [
+    'td-depthreg_res18_1xb16-1000e_bottle-224x224',
+    'td-depthreg_res18_1xb16-40e_bottle-synthetic-96x96',
+    'td-depthreg_res18_2xb64-1000e_bottle-224x224'
+])
 def test_configs_derive_k_and_the_check_fires(name):
     """The configs take K from the metainfo; a head edited to another K is
     refused when the model is built (this fails without the check)."""

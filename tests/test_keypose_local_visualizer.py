@@ -5,15 +5,19 @@ from mmpose.registry import VISUALIZERS
 from mmpose.structures import PoseDataSample
 from mmpose.visualization import PoseLocalVisualizer
 
-META = dict(num_keypoints=2, skeleton_links=[(0, 1)], dataset_name='t', flip_indices=[0, 1],
-            keypoint_colors=np.array([[255, 0, 0], [0, 255, 0]]),
-            skeleton_link_colors=np.array([[0, 0, 255]]))
+META = dict(
+    num_keypoints=2,
+    skeleton_links=[(0, 1)],
+    dataset_name='t',
+    flip_indices=[0, 1],
+    keypoint_colors=np.array([[255, 0, 0], [0, 255, 0]]),
+    skeleton_link_colors=np.array([[0, 0, 255]]))
 
 
 def _sample():
     s = PoseDataSample()
-    s.pred_instances = InstanceData(keypoints=np.array([[[10., 10.], [40., 30.]]]),
-                                    keypoint_scores=np.ones((1, 2)))
+    s.pred_instances = InstanceData(
+        keypoints=np.array([[[10., 10.], [40., 30.]]]), keypoint_scores=np.ones((1, 2)))
     return s
 
 
@@ -29,8 +33,12 @@ def test_stock_visualizer_fails_under_numpy2():
 def test_draws_keypoints_and_links(tmp_path):
     v = VISUALIZERS.build(dict(type='KeyposeLocalVisualizer', name='keypose_np2', radius=3))
     v.set_dataset_meta(META)
-    out = v.add_datasample('a', np.zeros((48, 64, 3), np.uint8), _sample(), draw_gt=False,
-                           out_file=str(tmp_path / 'a.jpg'))
+    out = v.add_datasample(
+        'a',
+        np.zeros((48, 64, 3), np.uint8),
+        _sample(),
+        draw_gt=False,
+        out_file=str(tmp_path / 'a.jpg'))
     assert (tmp_path / 'a.jpg').is_file()
     # both keypoints (red, green) and the link between them are drawn
     assert out[10, 10, 0] > 150 and out[30, 40, 1] > 150

@@ -24,8 +24,12 @@ def build(root, subset='train', **kw):
 
 def test_episode_items_follow_the_split_file(syn):
     root, summary = syn
-    ds = build(root, category_split_file='category_splits.json', num_shots=2,
-               num_queries_per_episode=3, episodes_per_epoch=4)
+    ds = build(
+        root,
+        category_split_file='category_splits.json',
+        num_shots=2,
+        num_queries_per_episode=3,
+        episodes_per_epoch=4)
     assert ds.category_ids == summary['splits'][1]['train']
     assert len(ds) == 4 * 3
     item = ds[0]
@@ -107,6 +111,7 @@ def test_too_few_instances_are_reported_by_name(syn, monkeypatch):
         for a in [a for a in data['annotations'] if a['category_id'] == unlabelled][1:]:
             a['keypoints'] = [0] * len(a['keypoints'])
         data['annotations'] += keep
+
     ann = _write_variant(root, 'few_train.json', edit)
     logged.clear()
     ds = build(root, ann_file=ann, num_queries_per_episode=2)
@@ -125,13 +130,20 @@ def test_supports_always_have_a_label(syn):
     def edit(data):  # 5 of the category's 8 instances lose every label
         for a in [a for a in data['annotations'] if a['category_id'] == cat][3:]:
             a['keypoints'] = [0] * len(a['keypoints'])
+
     ann = _write_variant(root, 'mostly_unlabelled_train.json', edit)
-    ds = build(root, ann_file=ann, debug_overfit_category=cat, num_shots=3,
-               num_queries_per_episode=4, episodes_per_epoch=50)
+    ds = build(
+        root,
+        ann_file=ann,
+        debug_overfit_category=cat,
+        num_shots=3,
+        num_queries_per_episode=4,
+        episodes_per_epoch=50)
     has_label = ds._table['num_labelled'] > 0
     for e in (ds.get_episode(4 * ep) for ep in range(50)):
-        ids = e['support_indices'] + [ds.get_episode(4 * e['episode_index'] + q)['query_index']
-                                      for q in range(4)]
+        ids = e['support_indices'] + [
+            ds.get_episode(4 * e['episode_index'] + q)['query_index'] for q in range(4)
+        ]
         assert has_label[e['support_indices']].all() and len(set(ids)) == 7
     # every instance labelled: the draw is the plain one, N + Q distinct of the category
     plain = build(root, num_shots=2, num_queries_per_episode=3, episodes_per_epoch=3, seed=5)
@@ -150,10 +162,13 @@ def test_a_query_without_labelled_keypoints_is_kept_and_scores_zero(syn):
         ann = [a for a in data['annotations'] if a['category_id'] == cat][0]
         ann['keypoints'] = [0] * len(ann['keypoints'])
         ann['num_keypoints'] = 0
+
     ann = _write_variant(root, 'unlabelled_val.json', edit, 'val')
     ds = build(root, 'val', ann_file=ann, num_queries_per_episode=3, episodes_per_category=4)
-    empty = [i for i in range(len(ds.instance_dataset))
-             if not ds.instance_dataset.get_data_info(i)['keypoints_visible'].any()]
+    empty = [
+        i for i in range(len(ds.instance_dataset))
+        if not ds.instance_dataset.get_data_info(i)['keypoints_visible'].any()
+    ]
     assert len(empty) == 1  # kept, not skipped
     eps = [ds.get_episode(i) for i in range(len(ds))]
     assert all(empty[0] not in e['support_indices'] for e in eps)  # never a support
@@ -180,40 +195,52 @@ def test_bad_input_raises_one_clear_error(syn, tmp_path):
 
     def bad_count(data):
         data['annotations'][3]['keypoints'] = data['annotations'][3]['keypoints'][:-3]
+
     ann = _write_variant(root, 'bad_count.json', bad_count)
     bad_id = json.load(open(root / ann))['annotations'][3]['id']
-    with pytest.raises(KeyposeUserError, match=rf'bad_count.json: annotation {bad_id} .*'
-                       r'keypoints but its category'):
+    with pytest.raises(
+            KeyposeUserError,
+            match=rf'bad_count.json: annotation {bad_id} .*'
+            r'keypoints but its category'):
         build(root, ann_file=ann)
 
     split = tmp_path / 'split.json'
     split.write_text(json.dumps(dict(train=[4, 77], val=[], test=[])))
-    with pytest.raises(KeyposeUserError,
-                       match=r'split.json: "train" names categories \[77\] that .* does not '
-                       'define'):
+    with pytest.raises(
+            KeyposeUserError,
+            match=r'split.json: "train" names categories \[77\] that .* does not '
+            'define'):
         build(root, category_split_file=str(split))
-    with pytest.raises(KeyposeUserError, match=r'split.json: needs a list of category ids '
-                       'under "val_set"'):
+    with pytest.raises(
+            KeyposeUserError, match=r'split.json: needs a list of category ids '
+            'under "val_set"'):
         build(root, category_split_file=str(split), split_key='val_set')
     with pytest.raises(KeyposeUserError, match="cannot tell which list .* split_key='train'"):
-        build(root, ann_file=_write_variant(root, 'no_suffix.json', lambda d: None),
-              category_split_file=str(split))
+        build(
+            root,
+            ann_file=_write_variant(root, 'no_suffix.json', lambda d: None),
+            category_split_file=str(split))
 
     def empty(data):
         cid = data['categories'][0]['id']
         data['annotations'] = [a for a in data['annotations'] if a['category_id'] != cid]
+
     ann = _write_variant(root, 'empty_cat_train.json', empty)
     cid = json.load(open(root / ann))['categories'][0]['id']
     split.write_text(json.dumps(dict(train=summary['splits'][1]['train'])))
-    with pytest.raises(KeyposeUserError, match=rf'empty_cat_train.json: categories '
-                       rf'\[\({cid}, .*empty category'):
+    with pytest.raises(
+            KeyposeUserError,
+            match=rf'empty_cat_train.json: categories '
+            rf'\[\({cid}, .*empty category'):
         build(root, ann_file=ann, category_split_file=str(split))
 
     def missing_img(data):
         data['images'][0]['file_name'] = 'nowhere/ghost.jpg'
+
     ann = _write_variant(root, 'missing_img.json', missing_img)
-    with pytest.raises(FileNotFoundError, match='missing_img.json: 1 image file.*'
-                       'ghost.jpg'):
+    with pytest.raises(
+            FileNotFoundError, match='missing_img.json: 1 image file.*'
+            'ghost.jpg'):
         build(root, ann_file=ann)
 
     with pytest.raises(FileNotFoundError, match='annotation file'):
@@ -221,10 +248,13 @@ def test_bad_input_raises_one_clear_error(syn, tmp_path):
 
     def bad_skeleton(data):
         data['categories'][0]['skeleton'] = [[1, 99]]
+
     ann = _write_variant(root, 'bad_skeleton.json', bad_skeleton)
     name = json.load(open(root / ann))['categories'][0]['name']
-    with pytest.raises(KeyposeUserError, match=rf"bad_skeleton.json: category \d+ \('{name}'\):"
-                       r' skeleton pair \[1, 99\] names keypoint 99'):
+    with pytest.raises(
+            KeyposeUserError,
+            match=rf"bad_skeleton.json: category \d+ \('{name}'\):"
+            r' skeleton pair \[1, 99\] names keypoint 99'):
         build(root, ann_file=ann)
     with pytest.raises(KeyposeUserError, match='num_shots must be an integer >= 1, got 0'):
         build(root, num_shots=0)
@@ -233,8 +263,13 @@ def test_bad_input_raises_one_clear_error(syn, tmp_path):
 def test_debug_single_image_uses_one_image_everywhere(syn):
     root, summary = syn
     cat = summary['splits'][1]['train'][1]
-    train = build(root, num_shots=2, episodes_per_epoch=5, debug_single_image=cat,
-                  debug_single_image_index=3, pipeline=AUG_PIPELINE)
+    train = build(
+        root,
+        num_shots=2,
+        episodes_per_epoch=5,
+        debug_single_image=cat,
+        debug_single_image_index=3,
+        pipeline=AUG_PIPELINE)
     # augmentation removed: the same crop for support and query
     names = [type(t).__name__ for t in train.pipeline.transforms]
     assert names == ['LoadImage', 'GetBBoxCenterScale', 'TopdownAffine']
@@ -249,13 +284,13 @@ def test_debug_single_image_uses_one_image_everywhere(syn):
     s = item['data_samples']
     assert s.support_img_paths == [s.img_path] * 2
     assert s.img_path.endswith('_003.jpg')
-    val = build(root, 'train', test_mode=True, debug_single_image=cat,
-                debug_single_image_index=3)
+    val = build(root, 'train', test_mode=True, debug_single_image=cat, debug_single_image_index=3)
     assert len(val) == 1
     assert val[0]['data_samples'].img_path == s.img_path
 
-    with pytest.raises(ValueError, match=r'No images found for category 99 .*Valid '
-                       r'category ids: \['):
+    with pytest.raises(
+            ValueError, match=r'No images found for category 99 .*Valid '
+            r'category ids: \['):
         build(root, debug_single_image=99)
     with pytest.raises(ValueError, match=r'Image index out of range: .* 8 images'):
         build(root, debug_single_image=cat, debug_single_image_index=8)
@@ -266,8 +301,7 @@ def test_debug_single_image_uses_one_image_everywhere(syn):
 def test_debug_overfit_category(syn):
     root, summary = syn
     cat = summary['splits'][1]['train'][2]
-    ds = build(root, episodes_per_epoch=6, debug_overfit_category=cat,
-               pipeline=AUG_PIPELINE)
+    ds = build(root, episodes_per_epoch=6, debug_overfit_category=cat, pipeline=AUG_PIPELINE)
     assert {ds.get_episode(i)['category_id'] for i in range(len(ds))} == {cat}
     assert ds.category_ids == [cat]
     with pytest.raises(ValueError, match='No images found for category 123'):

@@ -22,21 +22,28 @@ def _ann(aid, cid, k, image_id=None, bbox=(10, 10, 40, 30), vis=2, **kw):
     kpts = []
     for i in range(k):
         kpts += [0, 0, 0] if vis == 0 else [12.0 + 3 * i, 14.0 + 2 * i, vis]
-    return dict(id=aid, image_id=aid if image_id is None else image_id, category_id=cid,
-                bbox=list(bbox), keypoints=kpts, iscrowd=0, **kw)
+    return dict(
+        id=aid,
+        image_id=aid if image_id is None else image_id,
+        category_id=cid,
+        bbox=list(bbox),
+        keypoints=kpts,
+        iscrowd=0,
+        **kw)
 
 
 def _write(path, categories, annotations, images=None):
-    images = images or [dict(id=a['image_id'], file_name=f'c/{a["image_id"]}.jpg', width=64,
-                             height=48) for a in annotations]
-    path.write_text(json.dumps(dict(images=images, annotations=annotations,
-                                    categories=categories)))
+    images = images or [
+        dict(id=a['image_id'], file_name=f'c/{a["image_id"]}.jpg', width=64, height=48)
+        for a in annotations
+    ]
+    path.write_text(json.dumps(dict(images=images, annotations=annotations, categories=categories)))
     return str(path)
 
 
 def build(ann_file, **kw):
-    cfg = dict(type='MP100InstanceDataset', ann_file=ann_file, data_root='',
-               check_image_files=False)
+    cfg = dict(
+        type='MP100InstanceDataset', ann_file=ann_file, data_root='', check_image_files=False)
     return DATASETS.build(dict(cfg, **kw))
 
 
@@ -90,8 +97,8 @@ def test_zero_based_files_are_read_as_given(tmp_path):
 def test_skeleton_out_of_range_names_category_and_pair(tmp_path, skeleton, base, shown):
     cats = [_cat(1, 'chair', 3, [[1, 2]]), _cat(2, 'face', 5, skeleton)]
     path = _write(tmp_path / 'bad_skeleton.json', cats, [_ann(1, 1, 3), _ann(2, 2, 5)])
-    with pytest.raises(KeyposeUserError, match=r"bad_skeleton.json: category 2 \('face'\): "
-                       + shown):
+    with pytest.raises(
+            KeyposeUserError, match=r"bad_skeleton.json: category 2 \('face'\): " + shown):
         build(path, skeleton_index_base=base)
 
 
@@ -99,18 +106,20 @@ def test_parsing_is_mmposes_and_instances_without_labels_stay(tmp_path, monkeypa
     logged = []
     monkeypatch.setattr(mod, 'print_log', lambda msg, **kw: logged.append(msg))
     cats = [_cat(1, 'chair', 3, [[1, 2]])]
-    anns = [_ann(1, 1, 3, bbox=(50, 40, 30, 30)),  # runs past the 64 x 48 image
-            _ann(2, 1, 3, vis=0),  # no labelled keypoint: kept
-            _ann(3, 1, 3, bbox=(5, 5, 0.5, 20)),  # under one pixel wide: left out
-            dict(_ann(4, 1, 3), iscrowd=1)]  # crowd: left out
+    anns = [
+        _ann(1, 1, 3, bbox=(50, 40, 30, 30)),  # runs past the 64 x 48 image
+        _ann(2, 1, 3, vis=0),  # no labelled keypoint: kept
+        _ann(3, 1, 3, bbox=(5, 5, 0.5, 20)),  # under one pixel wide: left out
+        dict(_ann(4, 1, 3), iscrowd=1)
+    ]  # crowd: left out
     anns[0]['keypoints'][2] = 1  # labelled, occluded: visible for training and PCK
     ds = build(_write(tmp_path / 'f.json', cats, anns))
     assert [ds.get_data_info(i)['id'] for i in range(len(ds))] == [1, 2]
     assert any('chair (id 1): 2' in m for m in logged)
     first = ds.get_data_info(0)
     images = {1: dict(id=1, file_name='c/1.jpg', width=64, height=48, img_path='c/1.jpg')}
-    ref = BaseCocoStyleDataset.parse_data_info(ds, dict(raw_ann_info=anns[0],
-                                                        raw_img_info=images[1]))
+    ref = BaseCocoStyleDataset.parse_data_info(ds,
+                                               dict(raw_ann_info=anns[0], raw_img_info=images[1]))
     for key in ('bbox', 'keypoints', 'keypoints_visible', 'bbox_score'):
         np.testing.assert_array_equal(first[key], ref[key])
     np.testing.assert_array_equal(first['bbox'], [[50, 40, 63, 47]])  # clipped as MMPose does
@@ -122,9 +131,10 @@ def test_parsing_is_mmposes_and_instances_without_labels_stay(tmp_path, monkeypa
 
 def _variant(tmp_path, edit, name='variant_train.json'):
     cats = [_cat(1, 'chair', 3, [[1, 2]]), _cat(2, 'face', 5, [])]
-    data = dict(images=[dict(id=i, file_name=f'c/{i}.jpg', width=64, height=48)
-                        for i in (1, 2)],
-                annotations=[_ann(1, 1, 3), _ann(2, 2, 5)], categories=cats)
+    data = dict(
+        images=[dict(id=i, file_name=f'c/{i}.jpg', width=64, height=48) for i in (1, 2)],
+        annotations=[_ann(1, 1, 3), _ann(2, 2, 5)],
+        categories=cats)
     edit(data)
     path = tmp_path / name
     path.write_text(json.dumps(data))
@@ -155,8 +165,10 @@ def test_bad_files_end_in_one_line(tmp_path, edit, message):
 
 
 def test_missing_or_malformed_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r'MP-100 annotation file not found: .*nope.json'
-                       '.*make_synthetic_mp100.py'):
+    with pytest.raises(
+            FileNotFoundError,
+            match=r'MP-100 annotation file not found: .*nope.json'
+            '.*make_synthetic_mp100.py'):
         build(str(tmp_path / 'nope.json'))
     bad = tmp_path / 'broken.json'
     bad.write_text('{"images": [')
@@ -165,6 +177,8 @@ def test_missing_or_malformed_files(tmp_path):
     with pytest.raises(ValueError, match="skeleton_index_base must be 'auto', 0 or 1"):
         build(_variant(tmp_path, lambda d: None), skeleton_index_base=2)
     path = _variant(tmp_path, lambda d: None)
-    with pytest.raises(FileNotFoundError, match=r'variant_train.json: 2 image file\(s\) are '
-                       'missing, e.g. image 1: .*c/1.jpg'):
+    with pytest.raises(
+            FileNotFoundError,
+            match=r'variant_train.json: 2 image file\(s\) are '
+            'missing, e.g. image 1: .*c/1.jpg'):
         build(path, check_image_files=True, data_prefix=dict(img=str(tmp_path)))

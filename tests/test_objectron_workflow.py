@@ -11,7 +11,8 @@ from keypose_ext.dataset_converters.objectron_clips_converter import convert_obj
 from keypose_ext.testing.synthetic_objectron import make_objectron_multivideo
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIG = osp.join(ROOT, 'configs', 'objectron', 'td-depthreg_res18_1xb16-40e_objectron-synthetic-128x96.py')
+CONFIG = osp.join(ROOT, 'configs', 'objectron',
+                  'td-depthreg_res18_1xb16-40e_objectron-synthetic-128x96.py')
 
 
 @pytest.mark.slow

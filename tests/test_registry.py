@@ -4,21 +4,21 @@ import types
 
 import pytest
 import torch
+from cape_fixtures import dataset_cfg as cape_dataset_cfg
+from cape_fixtures import make_data as make_cape_data
+from cape_fixtures import tiny_model_cfg as cape_model_cfg
 from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapper
 from mmpose import registry as R
+from sapiens_test_utils import TINY_ARCH, make_tiny_trace
 
 import keypose_ext  # noqa: F401
 from keypose_ext.testing.synthetic_bottle import make_bottle_dataset
 from keypose_ext.testing.synthetic_coco import make_synthetic_coco
-from cape_fixtures import dataset_cfg as cape_dataset_cfg
-from cape_fixtures import make_data as make_cape_data
-from cape_fixtures import tiny_model_cfg as cape_model_cfg
-from sapiens_test_utils import TINY_ARCH, make_tiny_trace
 
-REGISTRIES = ('DATASETS', 'DATA_SAMPLERS', 'TRANSFORMS', 'MODELS', 'KEYPOINT_CODECS',
-              'METRICS', 'HOOKS', 'VISUALIZERS', 'OPTIM_WRAPPERS',
-              'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'LOOPS', 'RUNNERS')
+REGISTRIES = ('DATASETS', 'DATA_SAMPLERS', 'TRANSFORMS', 'MODELS', 'KEYPOINT_CODECS', 'METRICS',
+              'HOOKS', 'VISUALIZERS', 'OPTIM_WRAPPERS', 'OPTIM_WRAPPER_CONSTRUCTORS',
+              'PARAM_SCHEDULERS', 'LOOPS', 'RUNNERS')
 
 
 def keypose_types():
@@ -43,41 +43,58 @@ def data(tmp_path_factory):
 
 
 def _bottle(d):
-    return dict(type='BottleVideoDataset', data_root=str(d['root'] / 'bottle'),
-                ann_file='annotations.json', pipeline=[])
+    return dict(
+        type='BottleVideoDataset',
+        data_root=str(d['root'] / 'bottle'),
+        ann_file='annotations.json',
+        pipeline=[])
 
 
 def _sapiens_model(d):
-    return dict(type='TopdownPoseEstimator',
-                backbone=dict(type='SapiensTorchScriptBackbone', checkpoint=d['trace'],
-                              arch=dict(TINY_ARCH), img_size=(64, 48)),
-                head=dict(type='HeatmapHead', in_channels=32, out_channels=17,
-                          deconv_out_channels=None))
+    return dict(
+        type='TopdownPoseEstimator',
+        backbone=dict(
+            type='SapiensTorchScriptBackbone',
+            checkpoint=d['trace'],
+            arch=dict(TINY_ARCH),
+            img_size=(64, 48)),
+        head=dict(type='HeatmapHead', in_channels=32, out_channels=17, deconv_out_channels=None))
 
 
 # type name -> (registry, function(data) -> config)
 CASES = {
     'BottleVideoDataset': ('DATASETS', _bottle),
-    'MP100EpisodicDataset': ('DATASETS', lambda d: cape_dataset_cfg(
-        d['root'] / 'mp100', episodes_per_epoch=2)),
+    'MP100EpisodicDataset':
+    ('DATASETS', lambda d: cape_dataset_cfg(d['root'] / 'mp100', episodes_per_epoch=2)),
     'MP100InstanceDataset': ('DATASETS', lambda d: dict(
-        type='MP100InstanceDataset', data_root=str(d['root'] / 'mp100'),
-        ann_file='annotations/mp100_split1_train.json', pipeline=[])),
+        type='MP100InstanceDataset',
+        data_root=str(d['root'] / 'mp100'),
+        ann_file='annotations/mp100_split1_train.json',
+        pipeline=[])),
     'CheckedCocoDataset': ('DATASETS', lambda d: dict(
-        type='CheckedCocoDataset', data_root=str(d['root'] / 'coco'), data_mode='topdown',
+        type='CheckedCocoDataset',
+        data_root=str(d['root'] / 'coco'),
+        data_mode='topdown',
         ann_file='annotations/person_keypoints_val2017.json',
-        data_prefix=dict(img='images/val2017/'), pipeline=[], test_mode=True)),
+        data_prefix=dict(img='images/val2017/'),
+        pipeline=[],
+        test_mode=True)),
     'EpisodicSampler': ('DATA_SAMPLERS', lambda d: dict(
-        type='EpisodicSampler', dataset=R.DATASETS.build(
-            cape_dataset_cfg(d['root'] / 'mp100', episodes_per_epoch=2)), shuffle=True, seed=0)),
+        type='EpisodicSampler',
+        dataset=R.DATASETS.build(cape_dataset_cfg(d['root'] / 'mp100', episodes_per_epoch=2)),
+        shuffle=True,
+        seed=0)),
     'PackDepthPoseInputs': ('TRANSFORMS', lambda d: dict(type='PackDepthPoseInputs')),
     'PackCapeInputs': ('TRANSFORMS', lambda d: dict(type='PackCapeInputs')),
-    'CapeSequenceCodec': ('KEYPOINT_CODECS', lambda d: dict(
-        type='CapeSequenceCodec', input_size=(64, 64))),
-    'DepthKeypointCodec': ('KEYPOINT_CODECS', lambda d: dict(
-        type='DepthKeypointCodec', input_size=(224, 224), depth_scale=2.0)),
+    'CapeSequenceCodec':
+    ('KEYPOINT_CODECS', lambda d: dict(type='CapeSequenceCodec', input_size=(64, 64))),
+    'DepthKeypointCodec':
+    ('KEYPOINT_CODECS',
+     lambda d: dict(type='DepthKeypointCodec', input_size=(224, 224), depth_scale=2.0)),
     'DepthKeypointRegressionHead': ('MODELS', lambda d: dict(
-        type='DepthKeypointRegressionHead', in_channels=512, num_joints=9,
+        type='DepthKeypointRegressionHead',
+        in_channels=512,
+        num_joints=9,
         loss=dict(type='MSELoss', use_target_weight=True),
         decoder=dict(type='DepthKeypointCodec', input_size=(224, 224)))),
     'SapiensTorchScriptBackbone': ('MODELS', lambda d: _sapiens_model(d)['backbone']),
@@ -86,35 +103,48 @@ CASES = {
     'CapeDataPreprocessor': ('MODELS', lambda d: cape_model_cfg()['data_preprocessor']),
     'DepthKeypointMetric': ('METRICS', lambda d: dict(type='DepthKeypointMetric')),
     'ObjectronMultiVideoDataset': ('DATASETS', lambda d: dict(
-        type='ObjectronMultiVideoDataset', data_root=str(d['root'] / 'objectron'),
-        lazy_init=True, pipeline=[])),
+        type='ObjectronMultiVideoDataset',
+        data_root=str(d['root'] / 'objectron'),
+        lazy_init=True,
+        pipeline=[])),
     'RandomBoxFlip': ('TRANSFORMS', lambda d: dict(type='RandomBoxFlip', prob=0.5)),
     'ObjectronBoxMetric': ('METRICS', lambda d: dict(type='ObjectronBoxMetric')),
     'EpisodicPCKMetric': ('METRICS', lambda d: dict(type='EpisodicPCKMetric')),
     'DeviceResidentTrainLoop': ('LOOPS', lambda d: dict(
-        type='DeviceResidentTrainLoop', max_epochs=1, dataloader=torch.utils.data.DataLoader(
-            R.DATASETS.build(_bottle(d))), runner=types.SimpleNamespace(visualizer=Hook()))),
+        type='DeviceResidentTrainLoop',
+        max_epochs=1,
+        dataloader=torch.utils.data.DataLoader(R.DATASETS.build(_bottle(d))),
+        runner=types.SimpleNamespace(visualizer=Hook()))),
     'KeyposeEpochBasedTrainLoop': ('LOOPS', lambda d: dict(
-        type='KeyposeEpochBasedTrainLoop', max_epochs=1, dataloader=torch.utils.data.DataLoader(
-            R.DATASETS.build(_bottle(d))), runner=types.SimpleNamespace(visualizer=Hook()))),
+        type='KeyposeEpochBasedTrainLoop',
+        max_epochs=1,
+        dataloader=torch.utils.data.DataLoader(R.DATASETS.build(_bottle(d))),
+        runner=types.SimpleNamespace(visualizer=Hook()))),
     'KeyposeRunner': ('RUNNERS', lambda d: dict(
-        runner_type='KeyposeRunner', model=torch.nn.Linear(2, 2), work_dir=str(d['root'] / 'run'),
-        experiment_name='registry_runner', log_level='WARNING', default_scope='mmpose')),
+        runner_type='KeyposeRunner',
+        model=torch.nn.Linear(2, 2),
+        work_dir=str(d['root'] / 'run'),
+        experiment_name='registry_runner',
+        log_level='WARNING',
+        default_scope='mmpose')),
     'KeyposeCheckpointHook': ('HOOKS', lambda d: dict(
-        type='KeyposeCheckpointHook', interval=1, max_keep_ckpts=1, save_best='bottle/PCK',
+        type='KeyposeCheckpointHook',
+        interval=1,
+        max_keep_ckpts=1,
+        save_best='bottle/PCK',
         rule='greater')),
     'NonFiniteLossHook': ('HOOKS', lambda d: dict(type='NonFiniteLossHook', action='skip')),
     'SapiensLoRAMergeHook': ('HOOKS', lambda d: dict(type='SapiensLoRAMergeHook')),
     'SapiensPhaseSwitchHook': ('HOOKS', lambda d: dict(
         type='SapiensPhaseSwitchHook', switch_epoch=10, phase2=dict(trainable_layers=2))),
-    'BottleBoxVisualizer': ('VISUALIZERS', lambda d: dict(
-        type='BottleBoxVisualizer', name='registry_bottle')),
-    'CapeVisualizer': ('VISUALIZERS', lambda d: dict(
-        type='CapeVisualizer', name='registry_cape')),
-    'KeyposeLocalVisualizer': ('VISUALIZERS', lambda d: dict(
-        type='KeyposeLocalVisualizer', name='registry_keypose')),
+    'BottleBoxVisualizer':
+    ('VISUALIZERS', lambda d: dict(type='BottleBoxVisualizer', name='registry_bottle')),
+    'CapeVisualizer': ('VISUALIZERS', lambda d: dict(type='CapeVisualizer', name='registry_cape')),
+    'KeyposeLocalVisualizer':
+    ('VISUALIZERS', lambda d: dict(type='KeyposeLocalVisualizer', name='registry_keypose')),
     'CpuFallbackAmpOptimWrapper': ('OPTIM_WRAPPERS', lambda d: dict(
-        type='CpuFallbackAmpOptimWrapper', accumulative_counts=2,
+        type='CpuFallbackAmpOptimWrapper',
+        accumulative_counts=2,
         optimizer=torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1))),
     'SapiensLayerDecayOptimWrapperConstructor': ('OPTIM_WRAPPER_CONSTRUCTORS', lambda d: dict(
         type='SapiensLayerDecayOptimWrapperConstructor',

@@ -76,11 +76,13 @@ def test_plan_is_read_from_the_config():
 
 def test_4gb_routes():
     budget = mem.gpu_budget(4 * mem.GiB)
-    for name in ('stage1_gtx1650.py', 'td-hm_sapiens-1b_1xb1-110e_coco-320x240.py', 'td-hm_sapiens-1b-last2_1xb2-110e_coco-384x288.py',
+    for name in ('stage1_gtx1650.py', 'td-hm_sapiens-1b_1xb1-110e_coco-320x240.py',
+                 'td-hm_sapiens-1b-last2_1xb2-110e_coco-384x288.py',
                  'td-hm_sapiens-1b-fsdp-offload_1xb2-100e_coco-384x288.py'):
         assert all(e['total'] <= budget for e in mem.estimate_config(_cfg(name)).values()), \
             name
-    assert mem.estimate_config(_cfg('td-hm_sapiens-1b_1xb32-110e_coco-512x384.py'))['phase 2']['total'] > 4 * budget
+    assert mem.estimate_config(
+        _cfg('td-hm_sapiens-1b_1xb32-110e_coco-512x384.py'))['phase 2']['total'] > 4 * budget
     rows = {
         r['route']: r
         for r in mem.fitting_settings(mem.plan_from_config(_cfg('stage1_gtx1650.py')), 4 * mem.GiB)
@@ -133,8 +135,10 @@ def test_check_env_reports_routes_and_measured_figures(capsys, monkeypatch, tmp_
     assert 'full          does not fit' in out
     assert tool.main(['--gpu-mem-gib', '3', '--measured', str(tmp_path / 'none.json')]) == 1
     assert 'phase 2: ~3.23 GiB DOES NOT FIT' in capsys.readouterr().out
-    assert tool.main(['--gpu-mem-gib', '4', '--json', '--config',
-                      'configs/sapiens/td-hm_sapiens-1b_1xb32-110e_coco-512x384.py']) == 1
+    assert tool.main([
+        '--gpu-mem-gib', '4', '--json', '--config',
+        'configs/sapiens/td-hm_sapiens-1b_1xb32-110e_coco-512x384.py'
+    ]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report['fits'] == {'phase 1': False, 'phase 2': False} and report['route'] == 'full'
     assert any('download_coco.py' in line for line in report['data']) or \

@@ -15,7 +15,9 @@ from keypose_ext.testing.synthetic_coco import make_synthetic_coco
 from keypose_ext.utils.sapiens_archs import SAPIENS_ARCHS
 
 CFG_DIR = osp.join(ROOT, 'configs', 'sapiens')
-VARIANTS = ('stage1_gtx1650.py', 'td-hm_sapiens-1b_1xb1-110e_coco-320x240.py', 'td-hm_sapiens-1b_1xb32-110e_coco-512x384.py', 'td-hm_sapiens-1b-last2_1xb2-110e_coco-384x288.py',
+VARIANTS = ('stage1_gtx1650.py', 'td-hm_sapiens-1b_1xb1-110e_coco-320x240.py',
+            'td-hm_sapiens-1b_1xb32-110e_coco-512x384.py',
+            'td-hm_sapiens-1b-last2_1xb2-110e_coco-384x288.py',
             'td-hm_sapiens-1b-fsdp-offload_1xb2-100e_coco-384x288.py')
 
 
@@ -71,7 +73,8 @@ def test_sizes_come_from_the_codec(name):
 
 
 def test_variants_change_only_their_settings():
-    a100, minimal = _load('td-hm_sapiens-1b_1xb32-110e_coco-512x384.py'), _load('td-hm_sapiens-1b_1xb1-110e_coco-320x240.py')
+    a100, minimal = _load('td-hm_sapiens-1b_1xb32-110e_coco-512x384.py'), _load(
+        'td-hm_sapiens-1b_1xb1-110e_coco-320x240.py')
     assert tuple(a100.model.backbone.img_size) == (512, 384)
     assert a100.train_dataloader.batch_size == 32 and a100.optim_wrapper.accumulative_counts == 1
     assert a100.custom_hooks[0].phase2.mode == 'full' and a100.model.backbone.lora is None

@@ -16,8 +16,8 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 
 def test_writes_mp100_layout_with_real_jpegs(tmp_path):
     counts = (1, 4, 9, 17, 68)
-    summary = make_synthetic_mp100(str(tmp_path), keypoint_counts=counts,
-                                   images_per_category=6, num_splits=2, seed=3)
+    summary = make_synthetic_mp100(
+        str(tmp_path), keypoint_counts=counts, images_per_category=6, num_splits=2, seed=3)
     assert summary['num_images'] == 30
     split = json.load(open(tmp_path / 'category_splits.json'))
     assert split == summary['splits'][1]
@@ -51,16 +51,13 @@ def test_writes_mp100_layout_with_real_jpegs(tmp_path):
                     b, g, r = img[int(round(py)), int(round(px))].astype(int)
                     assert max(b, g, r) - min(b, g, r) > 60 or max(b, g, r) > 150
     assert seen_invisible
-    with open(tmp_path / 'images' / 'synthetic_01_1kp' / 'synthetic_01_1kp_000.jpg',
-              'rb') as f:
+    with open(tmp_path / 'images' / 'synthetic_01_1kp' / 'synthetic_01_1kp_000.jpg', 'rb') as f:
         assert f.read(3) == b'\xff\xd8\xff'  # JPEG
 
 
 def test_deterministic_and_bad_arguments(tmp_path):
-    a = make_synthetic_mp100(str(tmp_path / 'a'), keypoint_counts=(2, 3, 4),
-                             images_per_category=2)
-    b = make_synthetic_mp100(str(tmp_path / 'b'), keypoint_counts=(2, 3, 4),
-                             images_per_category=2)
+    a = make_synthetic_mp100(str(tmp_path / 'a'), keypoint_counts=(2, 3, 4), images_per_category=2)
+    b = make_synthetic_mp100(str(tmp_path / 'b'), keypoint_counts=(2, 3, 4), images_per_category=2)
     ja = json.load(open(tmp_path / 'a/annotations/mp100_split1_train.json'))
     jb = json.load(open(tmp_path / 'b/annotations/mp100_split1_train.json'))
     assert ja == jb and a['splits'] == b['splits']
@@ -71,16 +68,19 @@ def test_deterministic_and_bad_arguments(tmp_path):
 
 
 def test_command_line(tmp_path):
-    out = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'tools', 'dataset_converters',
-                                      'make_synthetic_mp100.py'),
-         '--out', str(tmp_path / 'd'), '--keypoint-counts', '2', '3', '4',
-         '--images-per-category', '2', '--num-splits', '3'],
-        capture_output=True, text=True, timeout=120)
+    out = subprocess.run([
+        sys.executable,
+        os.path.join(ROOT, 'tools', 'dataset_converters', 'make_synthetic_mp100.py'), '--out',
+        str(tmp_path / 'd'), '--keypoint-counts', '2', '3', '4', '--images-per-category', '2',
+        '--num-splits', '3'
+    ],
+                         capture_output=True,
+                         text=True,
+                         timeout=120)
     assert out.returncode == 0, out.stderr
     assert 'split 3' in out.stdout
     assert (tmp_path / 'd/annotations/mp100_split3_test.json').is_file()
-    cli = runpy.run_path(os.path.join(ROOT, 'tools', 'dataset_converters',
-                                      'make_synthetic_mp100.py'))
+    cli = runpy.run_path(
+        os.path.join(ROOT, 'tools', 'dataset_converters', 'make_synthetic_mp100.py'))
     with pytest.raises(ValueError, match='keypoint_counts must lie in 1..68'):
         cli['main'](['--out', str(tmp_path / 'e'), '--keypoint-counts', '0', '3', '4'])

@@ -17,8 +17,9 @@ from keypose_ext.utils.errors import UserFileNotFoundError, UserValueError
 from keypose_ext.utils.torchvision_checkpoints import (torchvision_cache_path,
                                                        torchvision_download_errors)
 
-CONFIG = osp.join(osp.dirname(__file__), '..', 'configs', 'cape',
-                  'capeseq_res50_1xb8-200e_mp100-split1-1shot-256x256.py')
+CONFIG = osp.join(
+    osp.dirname(__file__), '..', 'configs', 'cape',
+    'capeseq_res50_1xb8-200e_mp100-split1-1shot-256x256.py')
 
 
 @pytest.fixture
@@ -72,8 +73,11 @@ def test_resnet50_weights_load_from_the_hub_cache(offline, tmp_path):
 
 
 def test_unknown_weights_name(offline):
-    backbone = MODELS.build(dict(type='ResNet', depth=18, init_cfg=dict(
-        type='Pretrained', checkpoint='torchvision://resnet19')))
+    backbone = MODELS.build(
+        dict(
+            type='ResNet',
+            depth=18,
+            init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet19')))
     with pytest.raises(UserValueError, match="torchvision has no weights called 'resnet19'"):
         with torchvision_download_errors():
             backbone.init_weights()

@@ -16,7 +16,8 @@ from mmengine.config import Config
 from keypose_ext.utils.safe_checkpoint_globals import mmengine_checkpoint_globals
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-BOTTLE = osp.join(ROOT, 'configs', 'bottle', 'td-depthreg_res18_1xb16-40e_bottle-synthetic-96x96.py')
+BOTTLE = osp.join(ROOT, 'configs', 'bottle',
+                  'td-depthreg_res18_1xb16-40e_bottle-synthetic-96x96.py')
 CAPE = osp.join(ROOT, 'configs', 'cape', 'capeseq_res18_1xb8-200e_mp100-split1-1shot-256x256.py')
 
 

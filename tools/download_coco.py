@@ -22,9 +22,9 @@ import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
-from keypose_ext.utils import errors  # noqa: E402
-from keypose_ext.utils.io import load_json  # noqa: E402
-from keypose_ext.utils.sapiens_download import download, safe_extract_zip  # noqa: E402
+from keypose_ext.utils import errors
+from keypose_ext.utils.io import load_json
+from keypose_ext.utils.sapiens_download import download, safe_extract_zip
 
 OFFICIAL_BASE_URL = 'http://images.cocodataset.org'
 # Sizes and MD5s as published with COCO-2017.

@@ -19,8 +19,7 @@ import urllib.request
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
-from keypose_ext.utils.sapiens_download import USER_AGENT  # noqa: E402
-from keypose_ext.utils.sapiens_download import DownloadError, download  # noqa: E402
+from keypose_ext.utils.sapiens_download import USER_AGENT, DownloadError, download
 
 # repo_id, file name (Sapiens release names: epoch of the released MAE checkpoint)
 RELEASES = {

@@ -17,11 +17,11 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 # albumentations (imported by mmpose) asks PyPI for updates at import: never wait on it.
 os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')
 
-from mmengine.config import DictAction  # noqa: E402
+from mmengine.config import DictAction
 
-from keypose_ext.engine.runners.keypose_runner import check_checkpoint_file  # noqa: E402
-from keypose_ext.utils import cli  # noqa: E402
-from keypose_ext.utils.errors import UserFileNotFoundError, UserValueError  # noqa: E402
+from keypose_ext.engine.runners.keypose_runner import check_checkpoint_file
+from keypose_ext.utils import cli
+from keypose_ext.utils.errors import UserFileNotFoundError, UserValueError
 
 AMP_WRAPPERS = ('OptimWrapper', 'AmpOptimWrapper', 'CpuFallbackAmpOptimWrapper')
 

@@ -8,7 +8,8 @@
 # embeds its support keypoint's location, so the answer is in the supports whatever
 # coord_reference is; with the query crop blanked
 # (--cfg-options model.data_preprocessor.blank_query=True) it still scores ~1.0.
-# capeseq_res18_1xb8-10e_synthetic-mp100-overfit-category-64x64.py is the check that needs the query.
+# The check that needs the query:
+# capeseq_res18_1xb8-10e_synthetic-mp100-overfit-category-64x64.py.
 _base_ = ['./capeseq_res18_1xb8-20e_synthetic-mp100-128x128.py']
 
 input_size = (64, 64)

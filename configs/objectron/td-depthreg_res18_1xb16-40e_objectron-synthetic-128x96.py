@@ -2,11 +2,13 @@
 #   python tools/dataset_converters/objectron_to_multivideo.py --synthetic 10 \
 #       --synthetic-frames 24 --synthetic-size 144 192 --synthetic-box-scale 1.6 2.0 \
 #       --split 0.6 0.2 0.2 --out-dir data/objectron_synthetic
-#   python tools/train.py configs/objectron/td-depthreg_res18_1xb16-40e_objectron-synthetic-128x96.py
-#   python tools/test.py configs/objectron/td-depthreg_res18_1xb16-40e_objectron-synthetic-128x96.py \
+#   python tools/train.py \
+#       configs/objectron/td-depthreg_res18_1xb16-40e_objectron-synthetic-128x96.py
+#   python tools/test.py \
+#       configs/objectron/td-depthreg_res18_1xb16-40e_objectron-synthetic-128x96.py \
 #       work_dirs/td-depthreg_res18_1xb16-40e_objectron-synthetic-128x96/epoch_40.pth --show-dir vis
-# Same model, augmentation and metrics as td-depthreg_res18_1xb32-60e_objectron-256x192.py; smaller input, data
-# and schedule.
+# Same model, augmentation and metrics as td-depthreg_res18_1xb32-60e_objectron-256x192.py;
+# smaller input, data and schedule.
 _base_ = ['./td-depthreg_res18_1xb32-60e_objectron-256x192.py']
 
 input_size = (96, 128)  # (w, h), 3:4 like the 144 x 192 synthetic frames

@@ -14,8 +14,9 @@
 #            frozen, gradients flow through all 40 blocks with activation checkpointing.
 #            SapiensLoRAMergeHook writes *_merged.pth copies with the adapters folded
 #            into plain weights (tools/test.py, init_model);
-#   other routes: td-hm_sapiens-1b-last2_1xb2-110e_coco-384x288.py (last 2 blocks, the earlier default) and
-#            td-hm_sapiens-1b-fsdp-offload_1xb2-100e_coco-384x288.py (every parameter, FSDP CPU offload, ~20 GB
+#   other routes: td-hm_sapiens-1b-last2_1xb2-110e_coco-384x288.py (last 2 blocks, the
+#            earlier default) and td-hm_sapiens-1b-fsdp-offload_1xb2-100e_coco-384x288.py
+#            (every parameter, FSDP CPU offload, ~20 GB
 #            of host RAM). docs/sapiens.md compares them.
 _base_ = [
     '../_base_/default_runtime.py',

@@ -27,8 +27,7 @@ class EpisodicSampler(DefaultSampler):
         round_up (bool): As in ``DefaultSampler``.
     """
 
-    def __init__(self, dataset, shuffle: bool = False, seed=None,
-                 round_up: bool = True) -> None:
+    def __init__(self, dataset, shuffle: bool = False, seed=None, round_up: bool = True) -> None:
         super().__init__(dataset, shuffle=shuffle, seed=seed, round_up=round_up)
 
     def __iter__(self) -> Iterator[int]:

@@ -101,11 +101,11 @@ class MP100EpisodicDataset(BaseDataset):
                  test_mode: bool = False,
                  lazy_init: bool = False,
                  max_refetch: int = 1):
-        for name, value, low in (('num_shots', num_shots, 1),
-                                 ('num_queries_per_episode', num_queries_per_episode, 1),
-                                 ('episodes_per_epoch', episodes_per_epoch, 1),
-                                 ('episodes_per_category', episodes_per_category, 1),
-                                 ('seed', seed, 0)):
+        for name, value, low in (('num_shots', num_shots,
+                                  1), ('num_queries_per_episode', num_queries_per_episode,
+                                       1), ('episodes_per_epoch', episodes_per_epoch, 1),
+                                 ('episodes_per_category', episodes_per_category, 1), ('seed', seed,
+                                                                                       0)):
             if not isinstance(value, (int, np.integer)) or value < low:
                 raise UserValueError(f'MP100EpisodicDataset: {name} must be an integer '
                                      f'>= {low}, got {value!r}')
@@ -118,15 +118,23 @@ class MP100EpisodicDataset(BaseDataset):
         self._epoch = 0
         self.pack = TRANSFORMS.build(pack_cfg) if isinstance(pack_cfg, dict) else pack_cfg
         super().__init__(
-            ann_file=ann_file, metainfo=metainfo, data_root=data_root, data_prefix=data_prefix,
-            serialize_data=False, pipeline=self.debug.strip_pipeline(pipeline),
-            test_mode=test_mode, lazy_init=True, max_refetch=max_refetch)
+            ann_file=ann_file,
+            metainfo=metainfo,
+            data_root=data_root,
+            data_prefix=data_prefix,
+            serialize_data=False,
+            pipeline=self.debug.strip_pipeline(pipeline),
+            test_mode=test_mode,
+            lazy_init=True,
+            max_refetch=max_refetch)
         self.category_split_file = category_split_file
         if category_split_file and data_root and not osp.isabs(category_split_file):
             self.category_split_file = osp.join(data_root, category_split_file)
         self.instance_dataset = MP100InstanceDataset(  # paths joined with data_root above
-            ann_file=self.ann_file, data_prefix=self.data_prefix,
-            skeleton_index_base=skeleton_index_base, check_image_files=check_image_files,
+            ann_file=self.ann_file,
+            data_prefix=self.data_prefix,
+            skeleton_index_base=skeleton_index_base,
+            check_image_files=check_image_files,
             lazy_init=True)
         if not lazy_init:
             self.full_init()
@@ -145,16 +153,23 @@ class MP100EpisodicDataset(BaseDataset):
         self._labelled = {c: p[table['num_labelled'][p] > 0] for c, p in self._pool.items()}
         unlabelled = sum(len(self._pool[c]) - len(self._labelled[c]) for c in selected)
         if unlabelled:
-            print_log(f'{osp.basename(self.ann_file)}: {unlabelled} instance(s) without a labelled '
-                      'keypoint are used as queries only (they score 0)', logger='current')
+            print_log(
+                f'{osp.basename(self.ann_file)}: {unlabelled} instance(s) without a labelled '
+                'keypoint are used as queries only (they score 0)',
+                logger='current')
         if self.debug.single_image is not None:
             self._init_single_image()
         else:
             self._init_categories(selected)
         self._metainfo.update(
-            categories={c: dict(name=self._cats[c]['name'], keypoints=self._cats[c]['keypoints'],
-                                skeleton=self._cats[c]['skeleton'])
-                        for c in self.category_ids},
+            categories={
+                c:
+                dict(
+                    name=self._cats[c]['name'],
+                    keypoints=self._cats[c]['keypoints'],
+                    skeleton=self._cats[c]['skeleton'])
+                for c in self.category_ids
+            },
             num_shots=self.num_shots)
         self._fully_initialized = True
 
@@ -163,27 +178,32 @@ class MP100EpisodicDataset(BaseDataset):
             return self.debug.check_category(annotated, self.ann_file)
         if self.category_split_file:
             key = infer_split_key(self.ann_file, self.split_key, self.category_split_file)
-            return read_category_split(self.category_split_file, key, self.ann_file,
-                                       self._cats, annotated)
+            return read_category_split(self.category_split_file, key, self.ann_file, self._cats,
+                                       annotated)
         unused = [self._cats[c]['name'] for c in self._cats if c not in annotated]
         if unused:
-            print_log(f'{osp.basename(self.ann_file)}: {len(unused)} categories have no '
-                      f'annotations and are not used: {unused[:10]}', logger='current')
+            print_log(
+                f'{osp.basename(self.ann_file)}: {len(unused)} categories have no '
+                f'annotations and are not used: {unused[:10]}',
+                logger='current')
         return annotated
 
     def _init_categories(self, selected: List[int]) -> None:
         n, q = self.num_shots, self.num_queries
         ok = [c for c in selected if len(self._labelled[c]) >= n and len(self._pool[c]) >= n + q]
         # {id: (name, number of instances)} of the categories left out
-        self.skipped_categories = {c: (self._cats[c]['name'], len(self._pool[c]))
-                                   for c in selected if c not in ok}
+        self.skipped_categories = {
+            c: (self._cats[c]['name'], len(self._pool[c]))
+            for c in selected if c not in ok
+        }
         if self.skipped_categories:
             print_log(
                 f'{osp.basename(self.ann_file)}: categories with fewer than {n + q} instances '
                 f'({n} supports with a labelled keypoint + {q} queries) are skipped: ' +
                 ', '.join(f'{name} (id {c}, {k})'
                           for c, (name, k) in self.skipped_categories.items()),
-                logger='current', level=logging.WARNING)
+                logger='current',
+                level=logging.WARNING)
         if not ok:
             raise UserValueError(
                 f'{self.ann_file}: no category has the {n + q} instances an episode needs '
@@ -192,8 +212,11 @@ class MP100EpisodicDataset(BaseDataset):
         self.category_ids = ok
         if self.test_mode:  # (C, E, N + Q) instance indices
             self._fixed_episodes = np.stack([
-                np.stack([self._draw(np.random.default_rng([self.seed, c, e]), c)
-                          for e in range(self.episodes_per_category)]) for c in ok])
+                np.stack([
+                    self._draw(np.random.default_rng([self.seed, c, e]), c)
+                    for e in range(self.episodes_per_category)
+                ]) for c in ok
+            ])
         if self.debug.overfit_category is not None:
             c = ok[0]
             self.debug.overfit_banner(
@@ -265,9 +288,13 @@ class MP100EpisodicDataset(BaseDataset):
             rng = np.random.default_rng([self.seed, epoch, ep])
             c = self.category_ids[int(rng.integers(len(self.category_ids)))]
             row = self._draw(rng, c)
-        return dict(category_id=int(c), support_indices=[int(s) for s in row[:self.num_shots]],
-                    query_index=int(row[self.num_shots + q]), episode_index=int(ep),
-                    pair_index=i, epoch=int(epoch))
+        return dict(
+            category_id=int(c),
+            support_indices=[int(s) for s in row[:self.num_shots]],
+            query_index=int(row[self.num_shots + q]),
+            episode_index=int(ep),
+            pair_index=i,
+            epoch=int(epoch))
 
     def get_data_info(self, idx: int) -> dict:
         """Annotations of item ``idx``: the episode plus its instances' records."""
@@ -286,12 +313,16 @@ class MP100EpisodicDataset(BaseDataset):
     def prepare_data(self, idx: int) -> dict:
         ep = self.get_episode(idx)
         cat = self._cats[ep['category_id']]
-        return self.pack(dict(
-            query=self._load_one(ep['query_index']),
-            supports=[self._load_one(i) for i in ep['support_indices']],
-            category_id=ep['category_id'], category_name=cat['name'],
-            skeleton=[list(e) for e in cat['skeleton']], episode_index=ep['episode_index'],
-            pair_index=ep['pair_index'], epoch=ep['epoch']))
+        return self.pack(
+            dict(
+                query=self._load_one(ep['query_index']),
+                supports=[self._load_one(i) for i in ep['support_indices']],
+                category_id=ep['category_id'],
+                category_name=cat['name'],
+                skeleton=[list(e) for e in cat['skeleton']],
+                episode_index=ep['episode_index'],
+                pair_index=ep['pair_index'],
+                epoch=ep['epoch']))
 
     def __getitem__(self, idx: int) -> dict:
         if not self._fully_initialized:

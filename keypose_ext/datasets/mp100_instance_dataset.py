@@ -60,8 +60,13 @@ class MP100InstanceDataset(BaseCocoStyleDataset):
                  **kwargs):
         self.skeleton_index_base = skeleton_index_base
         self.check_image_files = check_image_files
-        super().__init__(ann_file=ann_file, data_root=data_root, data_prefix=data_prefix,
-                         pipeline=pipeline, data_mode='topdown', **kwargs)
+        super().__init__(
+            ann_file=ann_file,
+            data_root=data_root,
+            data_prefix=data_prefix,
+            pipeline=pipeline,
+            data_mode='topdown',
+            **kwargs)
 
     @classmethod
     def _load_metainfo(cls, metainfo: Optional[dict] = None) -> dict:
@@ -76,11 +81,12 @@ class MP100InstanceDataset(BaseCocoStyleDataset):
         data = read_mp100_file(self.ann_file, self.skeleton_index_base)
         self._metainfo['categories'] = data['categories']
         img_root = self.data_prefix.get('img', '')
-        images = OrderedDict(
-            (i, dict(im, img_id=i, img_path=osp.join(img_root, im['file_name'])))
-            for i, im in data['images'].items())
-        instances = [self.parse_data_info(dict(raw_ann_info=ann, raw_img_info=images[ann[
-            'image_id']])) for ann in data['annotations']]
+        images = OrderedDict((i, dict(im, img_id=i, img_path=osp.join(img_root, im['file_name'])))
+                             for i, im in data['images'].items())
+        instances = [
+            self.parse_data_info(dict(raw_ann_info=ann, raw_img_info=images[ann['image_id']]))
+            for ann in data['annotations']
+        ]
         return instances, list(images.values())
 
     def parse_data_info(self, raw_data_info: dict) -> dict:
@@ -99,10 +105,12 @@ class MP100InstanceDataset(BaseCocoStyleDataset):
                 kept.append(info)
         if dropped:
             cats = self._metainfo['categories']
-            print_log(f'{osp.basename(self.ann_file)}: crowd instances and boxes under 1 '
-                      'pixel are left out: ' + ', '.join(
-                          f'{cats[c]["name"]} (id {c}): {n}' for c, n in sorted(
-                              dropped.items())), logger='current', level=logging.WARNING)
+            print_log(
+                f'{osp.basename(self.ann_file)}: crowd instances and boxes under 1 '
+                'pixel are left out: ' + ', '.join(f'{cats[c]["name"]} (id {c}): {n}'
+                                                   for c, n in sorted(dropped.items())),
+                logger='current',
+                level=logging.WARNING)
         return kept
 
     def load_data_list(self) -> List[dict]:
@@ -127,8 +135,9 @@ class MP100InstanceDataset(BaseCocoStyleDataset):
         # BaseDataset's, not BaseCocoStyleDataset's: the latter adds the metainfo of
         # one fixed keypoint set (flip_indices, skeleton_links, ...).
         info = BaseDataset.get_data_info(self, idx)
-        info.update(dataset_name=self._metainfo['dataset_name'],
-                    flip_indices=list(range(info['keypoints'].shape[1])))
+        info.update(
+            dataset_name=self._metainfo['dataset_name'],
+            flip_indices=list(range(info['keypoints'].shape[1])))
         return info
 
     def instance_table(self) -> dict:
@@ -140,5 +149,4 @@ class MP100InstanceDataset(BaseCocoStyleDataset):
         return dict(
             category_id=np.array([d['category_id'] for d in infos], np.int64),
             img_id=np.array([d['img_id'] for d in infos]),
-            num_labelled=np.array([int(d['keypoints_visible'].sum()) for d in infos],
-                                  np.int64))
+            num_labelled=np.array([int(d['keypoints_visible'].sum()) for d in infos], np.int64))

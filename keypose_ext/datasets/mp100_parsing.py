@@ -47,8 +47,9 @@ def _category(path: str, raw, base: int) -> dict:
         raise UserValueError(f'{where} defines no keypoints; "keypoints" must list its 1..68 '
                              'keypoint names')
     skel = raw.get('skeleton') or []
-    if not all(isinstance(e, (list, tuple)) and len(e) == 2 and
-               all(isinstance(i, int) for i in e) for e in skel):
+    if not all(
+            isinstance(e, (list, tuple)) and len(e) == 2 and all(isinstance(i, int) for i in e)
+            for e in skel):
         raise UserValueError(f'{where}: "skeleton" must be a list of [i, j] keypoint index '
                              'pairs (integers)')
     k = len(kpts)
@@ -59,8 +60,8 @@ def _category(path: str, raw, base: int) -> dict:
                 f'{where}: skeleton pair {list(pair)} names keypoint {bad[0]}, but the category '
                 f'has {k} keypoints ({base}-based indices {base}..{k - 1 + base}); fix the pair '
                 'or set skeleton_index_base')
-    return dict(id=cid, name=name, keypoints=list(kpts),
-                skeleton=[[a - base, b - base] for a, b in skel])
+    return dict(
+        id=cid, name=name, keypoints=list(kpts), skeleton=[[a - base, b - base] for a, b in skel])
 
 
 def read_mp100_file(path: str, skeleton_index_base: Union[str, int] = 'auto') -> dict:
@@ -76,8 +77,8 @@ def read_mp100_file(path: str, skeleton_index_base: Union[str, int] = 'auto') ->
     for key in ('images', 'annotations', 'categories'):
         if not isinstance(data, dict) or not isinstance(data.get(key), list):
             raise UserValueError(f'{path}: a COCO-style MP-100 file needs a list "{key}"')
-    base = resolve_skeleton_base(
-        (c for c in data['categories'] if isinstance(c, dict)), skeleton_index_base)
+    base = resolve_skeleton_base((c for c in data['categories'] if isinstance(c, dict)),
+                                 skeleton_index_base)
     cats: Dict[int, dict] = OrderedDict()
     for raw in data['categories']:
         cat = _category(path, raw, base)
@@ -86,8 +87,8 @@ def read_mp100_file(path: str, skeleton_index_base: Union[str, int] = 'auto') ->
         cats[cat['id']] = cat
     images = {}
     for im in data['images']:
-        if not isinstance(im, dict) or not all(k in im for k in ('id', 'file_name', 'width',
-                                                                 'height')):
+        if not isinstance(im, dict) or not all(
+                k in im for k in ('id', 'file_name', 'width', 'height')):
             raise UserValueError(f'{path}: image entry {im!r} needs "id", "file_name", '
                                  '"width" and "height"')
         images[im['id']] = im
@@ -147,10 +148,11 @@ def read_category_split(split_file: str, key: str, ann_file: str, categories: di
     Returns:
         list[int]: The ids, sorted.
     """
-    split = load_json(split_file, 'category split file',
-                      'it holds {"train": [...], "val": [...], "test": [...]} category ids '
-                      '(relative to data_root); set category_split_file=None to use the '
-                      'categories of ann_file')
+    split = load_json(
+        split_file, 'category split file',
+        'it holds {"train": [...], "val": [...], "test": [...]} category ids '
+        '(relative to data_root); set category_split_file=None to use the '
+        'categories of ann_file')
     if not isinstance(split, dict) or not isinstance(split.get(key), list):
         found = list(split) if isinstance(split, dict) else type(split).__name__
         raise UserValueError(f'{split_file}: needs a list of category ids under "{key}" '

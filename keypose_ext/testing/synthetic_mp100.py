@@ -42,8 +42,7 @@ def _category_template(rng: np.random.Generator, num_keypoints: int):
         return np.zeros((1, 2), np.float32), []
     angles = np.sort(rng.uniform(0, 2 * np.pi, num_keypoints))
     # spread the angles so no two keypoints sit on top of each other
-    angles = 0.5 * angles + 0.5 * np.linspace(0, 2 * np.pi, num_keypoints,
-                                              endpoint=False)
+    angles = 0.5 * angles + 0.5 * np.linspace(0, 2 * np.pi, num_keypoints, endpoint=False)
     radii = rng.uniform(0.45, 1.0, num_keypoints)
     pts = np.stack([np.cos(angles) * radii, np.sin(angles) * radii], axis=1)
     # a random spanning tree (every point joined to an earlier one) plus a few
@@ -61,15 +60,13 @@ def _keypoint_colour(i: int, k: int):
     return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
 
 
-def _draw_instance(rng, img, template, skeleton, body_colour, invisible_ratio,
-                   occluded_ratio):
+def _draw_instance(rng, img, template, skeleton, body_colour, invisible_ratio, occluded_ratio):
     """Draw one instance into ``img``; returns (keypoints (K,3) list, bbox xywh)."""
     h, w = img.shape[:2]
     k = len(template)
     size = rng.uniform(0.25, 0.36) * min(w, h)
     theta = rng.uniform(-np.pi / 6, np.pi / 6)
-    rot = np.array([[np.cos(theta), -np.sin(theta)],
-                    [np.sin(theta), np.cos(theta)]], np.float32)
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]], np.float32)
     aspect = np.array([rng.uniform(0.8, 1.2), rng.uniform(0.8, 1.2)], np.float32)
     pts = (template * aspect) @ rot.T * size
     pts += rng.normal(0, 0.03 * size, pts.shape)
@@ -79,19 +76,17 @@ def _draw_instance(rng, img, template, skeleton, body_colour, invisible_ratio,
     pts = pts + centre
 
     if k >= 3:
-        cv2.fillPoly(img, [np.round(pts).astype(np.int32)], body_colour,
-                     lineType=cv2.LINE_AA)
+        cv2.fillPoly(img, [np.round(pts).astype(np.int32)], body_colour, lineType=cv2.LINE_AA)
     else:
-        cv2.circle(img, tuple(int(v) for v in np.round(pts.mean(0))),
-                   int(size * 0.45), body_colour, -1, cv2.LINE_AA)
+        cv2.circle(img, tuple(int(v) for v in np.round(pts.mean(0))), int(size * 0.45), body_colour,
+                   -1, cv2.LINE_AA)
     for a, b in skeleton:
         cv2.line(img, tuple(int(v) for v in np.round(pts[a])),
-                 tuple(int(v) for v in np.round(pts[b])), (235, 235, 235), 2,
-                 cv2.LINE_AA)
+                 tuple(int(v) for v in np.round(pts[b])), (235, 235, 235), 2, cv2.LINE_AA)
     radius = max(2, int(round(size * 0.06)))
     for i, p in enumerate(pts):
-        cv2.circle(img, tuple(int(v) for v in np.round(p)), radius,
-                   _keypoint_colour(i, k), -1, cv2.LINE_AA)
+        cv2.circle(img, tuple(int(v) for v in np.round(p)), radius, _keypoint_colour(i, k), -1,
+                   cv2.LINE_AA)
 
     vis = np.full(k, 2, np.int64)
     draws = rng.uniform(size=k)
@@ -101,11 +96,10 @@ def _draw_instance(rng, img, template, skeleton, body_colour, invisible_ratio,
         vis[int(rng.integers(k))] = 2
     for i in np.flatnonzero(vis == 1):  # labelled but hidden: grey occluder
         c = np.round(pts[i]).astype(int)
-        cv2.rectangle(img, tuple(c - radius - 1), tuple(c + radius + 1),
-                      (128, 128, 128), -1)
+        cv2.rectangle(img, tuple(c - radius - 1), tuple(c + radius + 1), (128, 128, 128), -1)
     for i in np.flatnonzero(vis == 2):  # an occluder never hides a visible point
-        cv2.circle(img, tuple(int(v) for v in np.round(pts[i])), radius,
-                   _keypoint_colour(i, k), -1, cv2.LINE_AA)
+        cv2.circle(img, tuple(int(v) for v in np.round(pts[i])), radius, _keypoint_colour(i, k), -1,
+                   cv2.LINE_AA)
 
     x0, y0 = pts.min(0) - radius - 2
     x1, y1 = pts.max(0) + radius + 2
@@ -121,8 +115,7 @@ def _draw_instance(rng, img, template, skeleton, body_colour, invisible_ratio,
     return kpts, [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)]
 
 
-def _split_categories(cat_ids: Sequence[int], split: int,
-                      num_splits: int) -> Dict[str, List[int]]:
+def _split_categories(cat_ids: Sequence[int], split: int, num_splits: int) -> Dict[str, List[int]]:
     n = len(cat_ids)
     if n < 3:
         raise UserValueError(f'num_categories must be at least 3 (one each for train, '
@@ -132,10 +125,11 @@ def _split_categories(cat_ids: Sequence[int], split: int,
     # rotate the partition so that different splits test different categories
     shift = int(round((split - 1) * n / max(num_splits, 1)))
     rolled = list(np.roll(np.asarray(cat_ids), -shift))
-    test, val, train = (rolled[:n_test], rolled[n_test:n_test + n_val],
-                        rolled[n_test + n_val:])
-    return dict(train=sorted(int(c) for c in train), val=sorted(int(c) for c in val),
-                test=sorted(int(c) for c in test))
+    test, val, train = (rolled[:n_test], rolled[n_test:n_test + n_val], rolled[n_test + n_val:])
+    return dict(
+        train=sorted(int(c) for c in train),
+        val=sorted(int(c) for c in val),
+        test=sorted(int(c) for c in test))
 
 
 def make_synthetic_mp100(out_dir: str,
@@ -184,10 +178,13 @@ def make_synthetic_mp100(out_dir: str,
         cat_rng = np.random.default_rng([seed, cat_id])
         template, skeleton = _category_template(cat_rng, k)
         body_colour = tuple(int(c) for c in cat_rng.integers(40, 200, 3))
-        categories.append(dict(
-            supercategory='synthetic', id=cat_id, name=name,
-            keypoints=[f'{name}_kp{i}' for i in range(k)],
-            skeleton=[[a + 1, b + 1] for a, b in skeleton]))  # COCO: 1-based
+        categories.append(
+            dict(
+                supercategory='synthetic',
+                id=cat_id,
+                name=name,
+                keypoints=[f'{name}_kp{i}' for i in range(k)],
+                skeleton=[[a + 1, b + 1] for a, b in skeleton]))  # COCO: 1-based
         os.makedirs(osp.join(out_dir, 'images', name), exist_ok=True)
         for n in range(images_per_category):
             w, h = (int(v) for v in rng.integers(lo, hi + 1, 2))
@@ -196,10 +193,10 @@ def make_synthetic_mp100(out_dir: str,
             for _ in range(4):  # clutter, so the object is not the only edge
                 p0 = tuple(int(v) for v in rng.integers(0, [w, h]))
                 p1 = tuple(int(v) for v in rng.integers(0, [w, h]))
-                cv2.line(img, p0, p1, tuple(int(c) for c in rng.integers(0, 120, 3)),
-                         1, cv2.LINE_AA)
-            kpts, bbox = _draw_instance(rng, img, template, skeleton, body_colour,
-                                        invisible_ratio, occluded_ratio)
+                cv2.line(img, p0, p1, tuple(int(c) for c in rng.integers(0, 120, 3)), 1,
+                         cv2.LINE_AA)
+            kpts, bbox = _draw_instance(rng, img, template, skeleton, body_colour, invisible_ratio,
+                                        occluded_ratio)
             file_name = f'{name}/{name}_{n:03d}.jpg'
             ok, jpeg = cv2.imencode('.jpg', img, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
             if not ok:
@@ -209,11 +206,16 @@ def make_synthetic_mp100(out_dir: str,
             img_id += 1
             ann_id += 1
             images.append(dict(id=img_id, file_name=file_name, width=w, height=h))
-            annotations.append(dict(
-                id=ann_id, image_id=img_id, category_id=cat_id, bbox=bbox,
-                area=round(bbox[2] * bbox[3], 2), iscrowd=0,
-                num_keypoints=int(sum(1 for v in kpts[2::3] if v > 0)),
-                keypoints=kpts))
+            annotations.append(
+                dict(
+                    id=ann_id,
+                    image_id=img_id,
+                    category_id=cat_id,
+                    bbox=bbox,
+                    area=round(bbox[2] * bbox[3], 2),
+                    iscrowd=0,
+                    num_keypoints=int(sum(1 for v in kpts[2::3] if v > 0)),
+                    keypoints=kpts))
 
     cat_ids = [c['id'] for c in categories]
     splits, ann_files = {}, []
@@ -226,7 +228,8 @@ def make_synthetic_mp100(out_dir: str,
             used = sorted({a['image_id'] for a in anns})
             data = dict(
                 info=dict(description=f'synthetic MP-100 split {s} {subset}'),
-                images=[img_by_id[i] for i in used], annotations=anns,
+                images=[img_by_id[i] for i in used],
+                annotations=anns,
                 categories=[c for c in categories if c['id'] in ids])
             path = osp.join(out_dir, 'annotations', f'mp100_split{s}_{subset}.json')
             with atomic_write(path, 'w') as f:
@@ -237,9 +240,13 @@ def make_synthetic_mp100(out_dir: str,
     with atomic_write(osp.join(out_dir, 'category_splits.json'), 'w') as f:
         json.dump(splits[1], f, indent=1)
     return dict(
-        categories={c['id']: dict(name=c['name'], num_keypoints=len(c['keypoints']))
-                    for c in categories},
-        splits=splits, num_images=len(images), ann_files=ann_files)
+        categories={
+            c['id']: dict(name=c['name'], num_keypoints=len(c['keypoints']))
+            for c in categories
+        },
+        splits=splits,
+        num_images=len(images),
+        ann_files=ann_files)
 
 
 def synthetic_summary(summary: dict) -> str:
@@ -248,8 +255,7 @@ def synthetic_summary(summary: dict) -> str:
     for cid, c in summary['categories'].items():
         lines.append(f'  {cid:3d} {c["name"]} ({c["num_keypoints"]} keypoints)')
     for s, split in summary['splits'].items():
-        lines.append(f'  split {s}: ' + ', '.join(
-            f'{k}={v}' for k, v in split.items()))
+        lines.append(f'  split {s}: ' + ', '.join(f'{k}={v}' for k, v in split.items()))
     return '\n'.join(lines)
 
 

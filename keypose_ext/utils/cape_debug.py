@@ -22,16 +22,20 @@ from .pipeline import strip_random_transforms
 
 BANNER = '=' * 80
 # How the options are called in a dataset config and on the command line.
-DATASET_NAMES = dict(single_image='debug_single_image',
-                     single_image_index='debug_single_image_index',
-                     overfit_category='debug_overfit_category')
-FLAG_NAMES = dict(single_image='--debug-single-image',
-                  single_image_index='--debug-single-image-index',
-                  overfit_category='--debug-overfit-category')
+DATASET_NAMES = dict(
+    single_image='debug_single_image',
+    single_image_index='debug_single_image_index',
+    overfit_category='debug_overfit_category')
+FLAG_NAMES = dict(
+    single_image='--debug-single-image',
+    single_image_index='--debug-single-image-index',
+    overfit_category='--debug-overfit-category')
 
 
-def check_debug_options(single_image: Optional[int], single_image_index: Optional[int],
-                        overfit_category: Optional[int], names: dict = DATASET_NAMES) -> None:
+def check_debug_options(single_image: Optional[int],
+                        single_image_index: Optional[int],
+                        overfit_category: Optional[int],
+                        names: dict = DATASET_NAMES) -> None:
     """One error line for options that contradict each other (``names``: how to call them)."""
     if single_image is not None and overfit_category is not None:
         raise UserValueError(f'{names["single_image"]} and {names["overfit_category"]} '
@@ -56,7 +60,8 @@ class CapeDebugMode:
         overfit_category (int, optional): Category id of the overfit mode.
     """
 
-    def __init__(self, single_image: Optional[int] = None,
+    def __init__(self,
+                 single_image: Optional[int] = None,
                  single_image_index: Optional[int] = None,
                  overfit_category: Optional[int] = None):
         check_debug_options(single_image, single_image_index, overfit_category)
@@ -110,33 +115,37 @@ class CapeDebugMode:
                             num_images: int, episodes: int) -> None:
         cid = self.single_image
         if test_mode:
-            banner(['⚠️  SINGLE IMAGE VALIDATION MODE',
-                    'Validation will use the SAME image as training:',
-                    f'  - Image: {inst["img_path"]} (image id {inst["img_id"]})',
-                    f'  - Category ID: {cid} ({name})',
-                    '  - Same image used as both support and query (self-supervised)',
-                    '  - Purpose: Verify model can perfectly memorize single image'])
+            banner([
+                '⚠️  SINGLE IMAGE VALIDATION MODE',
+                'Validation will use the SAME image as training:',
+                f'  - Image: {inst["img_path"]} (image id {inst["img_id"]})',
+                f'  - Category ID: {cid} ({name})',
+                '  - Same image used as both support and query (self-supervised)',
+                '  - Purpose: Verify model can perfectly memorize single image'
+            ])
         else:
-            banner(['⚠️  DEBUG SINGLE IMAGE MODE ENABLED',
-                    f'Training on SINGLE IMAGE from category: {cid} ({name})',
-                    f'Selected image index: {inst["img_id"]} (image {index + 1} of {num_images} '
-                    f'in category), {inst["img_path"]}',
-                    f'Episodes per epoch: {episodes}', self.augmentation_note(),
-                    'Expected: Training loss -> 0 within ~10 epochs',
-                    'Purpose: Extreme overfitting test on single image'])
+            banner([
+                '⚠️  DEBUG SINGLE IMAGE MODE ENABLED',
+                f'Training on SINGLE IMAGE from category: {cid} ({name})',
+                f'Selected image index: {inst["img_id"]} (image {index + 1} of {num_images} '
+                f'in category), {inst["img_path"]}', f'Episodes per epoch: {episodes}',
+                self.augmentation_note(), 'Expected: Training loss -> 0 within ~10 epochs',
+                'Purpose: Extreme overfitting test on single image'
+            ])
 
     def overfit_banner(self, test_mode: bool, name: str, num_instances: int, ann_file: str,
                        episodes: int, num_queries: int, num_shots: int) -> None:
         mode = '(validation)' if test_mode else 'ENABLED'
-        banner([f'⚠️  DEBUG OVERFIT CATEGORY MODE {mode}',
-                f'Category: {self.overfit_category} ({name}), {num_instances} instances from '
-                f'{ann_file}',
-                f'Episodes: {episodes} x {num_queries} queries, {num_shots} shot(s)',
-                self.augmentation_note(),
-                'Purpose: check the model can fit every image of one category'])
+        banner([
+            f'⚠️  DEBUG OVERFIT CATEGORY MODE {mode}',
+            f'Category: {self.overfit_category} ({name}), {num_instances} instances from '
+            f'{ann_file}', f'Episodes: {episodes} x {num_queries} queries, {num_shots} shot(s)',
+            self.augmentation_note(), 'Purpose: check the model can fit every image of one category'
+        ])
 
 
-def apply_cape_debug_options(cfg, single_image: Optional[int] = None,
+def apply_cape_debug_options(cfg,
+                             single_image: Optional[int] = None,
                              single_image_index: Optional[int] = None,
                              overfit_category: Optional[int] = None):
     """Write the command line's CAPE debug options into a loaded ``Config``, in place.
@@ -158,21 +167,25 @@ def apply_cape_debug_options(cfg, single_image: Optional[int] = None,
     if getattr(ds_type, '__name__', ds_type) != 'MP100EpisodicDataset':
         raise UserValueError('the CAPE debug flags need train_dataloader.dataset.type='
                              f'"MP100EpisodicDataset"; this config has {ds_type!r}')
-    train_ds.update(debug_single_image=single_image,
-                    debug_single_image_index=single_image_index,
-                    debug_overfit_category=overfit_category)
+    train_ds.update(
+        debug_single_image=single_image,
+        debug_single_image_index=single_image_index,
+        debug_overfit_category=overfit_category)
     rewritten = ['train_dataloader']
     for name in ('val_dataloader', 'test_dataloader'):
         loader = cfg.get(name)
         if not loader or not loader.get('dataset'):
             continue
         copied = copy.deepcopy(train_ds)
-        copied.update(test_mode=True,
-                      episodes_per_category=loader['dataset'].get('episodes_per_category', 100))
+        copied.update(
+            test_mode=True,
+            episodes_per_category=loader['dataset'].get('episodes_per_category', 100))
         loader['dataset'] = copied
         rewritten.append(name)
     mode = (f'single image of category {single_image}, image index {single_image_index or 0}'
             if single_image is not None else f'all images of category {overfit_category}')
-    print_log(f'CAPE debug mode: {mode}; {", ".join(rewritten)} read '
-              f'{train_ds.get("ann_file")}', logger='current')
+    print_log(
+        f'CAPE debug mode: {mode}; {", ".join(rewritten)} read '
+        f'{train_ds.get("ann_file")}',
+        logger='current')
     return cfg

@@ -34,8 +34,9 @@ def load_config(path: str, cfg_options=None):
     """
     from mmengine.config import Config
     if not osp.isfile(path):
-        raise UserFileNotFoundError(f'config file {path!r} not found; pass a path such as '
-                                    'configs/bottle/td-depthreg_res18_1xb16-40e_bottle-synthetic-96x96.py')
+        raise UserFileNotFoundError(
+            f'config file {path!r} not found; pass a path such as '
+            'configs/bottle/td-depthreg_res18_1xb16-40e_bottle-synthetic-96x96.py')
     _check_syntax(path)
     try:
         cfg = Config.fromfile(path)

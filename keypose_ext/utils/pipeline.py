@@ -8,9 +8,9 @@ epochs). A transform counts as random if its type is listed here or starts with
 from typing import List, Sequence, Tuple
 
 RANDOM_TRANSFORMS = frozenset({
-    'RandomFlip', 'RandomBBoxTransform', 'RandomHalfBody', 'PhotometricDistortion',
-    'Albumentation', 'YOLOXHSVRandomAug', 'Mosaic', 'YOLOXMixUp', 'BottomupRandomAffine',
-    'BottomupRandomCrop', 'BottomupRandomChoiceResize', 'RandomAffine', 'RandomBottomUpAffine'
+    'RandomFlip', 'RandomBBoxTransform', 'RandomHalfBody', 'PhotometricDistortion', 'Albumentation',
+    'YOLOXHSVRandomAug', 'Mosaic', 'YOLOXMixUp', 'BottomupRandomAffine', 'BottomupRandomCrop',
+    'BottomupRandomChoiceResize', 'RandomAffine', 'RandomBottomUpAffine'
 })
 
 

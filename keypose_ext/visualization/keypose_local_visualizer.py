@@ -22,11 +22,8 @@ class KeyposeLocalVisualizer(PoseLocalVisualizer):
             center = np.asarray(center, dtype=float).reshape(-1, 2)
             if len(radius) == 1 and len(center) == 1:
                 return super().draw_circles(
-                    center[0], float(radius[0]), face_colors=face_colors, alpha=alpha,
-                    **kwargs)
+                    center[0], float(radius[0]), face_colors=face_colors, alpha=alpha, **kwargs)
             for c, r in zip(center, np.broadcast_to(radius, (len(center), ))):
-                super().draw_circles(c, float(r), face_colors=face_colors, alpha=alpha,
-                                     **kwargs)
+                super().draw_circles(c, float(r), face_colors=face_colors, alpha=alpha, **kwargs)
             return self
-        return super().draw_circles(center, radius, face_colors=face_colors, alpha=alpha,
-                                    **kwargs)
+        return super().draw_circles(center, radius, face_colors=face_colors, alpha=alpha, **kwargs)

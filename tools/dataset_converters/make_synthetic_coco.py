@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
-from keypose_ext.testing.synthetic_coco import make_synthetic_coco  # noqa: E402
+from keypose_ext.testing.synthetic_coco import make_synthetic_coco
 
 
 def main():

@@ -13,17 +13,20 @@ import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
-from keypose_ext.testing.synthetic_mp100 import (  # noqa: E402
-    DEFAULT_KEYPOINT_COUNTS, make_synthetic_mp100, synthetic_summary)
-from keypose_ext.utils.cli import run_main  # noqa: E402
+from keypose_ext.testing.synthetic_mp100 import (DEFAULT_KEYPOINT_COUNTS, make_synthetic_mp100,
+                                                 synthetic_summary)
+from keypose_ext.utils.cli import run_main
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--out', default='data/synthetic_mp100', help='output folder')
-    p.add_argument('--keypoint-counts', type=int, nargs='+',
-                   default=list(DEFAULT_KEYPOINT_COUNTS),
-                   help='keypoints of each category (1..68), one value per category')
+    p.add_argument(
+        '--keypoint-counts',
+        type=int,
+        nargs='+',
+        default=list(DEFAULT_KEYPOINT_COUNTS),
+        help='keypoints of each category (1..68), one value per category')
     p.add_argument('--images-per-category', type=int, default=20)
     p.add_argument('--num-splits', type=int, default=5)
     p.add_argument('--invisible-ratio', type=float, default=0.1)
@@ -34,9 +37,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     summary = make_synthetic_mp100(
-        args.out, keypoint_counts=args.keypoint_counts,
-        images_per_category=args.images_per_category, num_splits=args.num_splits,
-        invisible_ratio=args.invisible_ratio, seed=args.seed)
+        args.out,
+        keypoint_counts=args.keypoint_counts,
+        images_per_category=args.images_per_category,
+        num_splits=args.num_splits,
+        invisible_ratio=args.invisible_ratio,
+        seed=args.seed)
     print(f'wrote {args.out}: ' + synthetic_summary(summary))
 
 

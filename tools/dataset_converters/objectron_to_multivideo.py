@@ -14,15 +14,15 @@ Examples::
 Reruns skip clips already converted; see docs/objectron.md.
 """
 import argparse
-import os.path as osp
 import os
+import os.path as osp
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 # albumentations (imported by mmpose) asks PyPI for updates at import: never wait on it.
 os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')
 
-from keypose_ext.utils.cli import run_main  # noqa: E402
+from keypose_ext.utils.cli import run_main
 
 
 def _objects(value: str):

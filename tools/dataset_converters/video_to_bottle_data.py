@@ -14,9 +14,8 @@ import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
-from keypose_ext.dataset_converters.bottle_video_converter import \
-    convert_video_to_bottle_data  # noqa: E402
-from keypose_ext.utils.cli import run_main  # noqa: E402
+from keypose_ext.dataset_converters.bottle_video_converter import convert_video_to_bottle_data
+from keypose_ext.utils.cli import run_main
 
 
 def parse_args(argv=None):

@@ -11,8 +11,7 @@ train_pipeline = [
     dict(type='GetBBoxCenterScale', padding=1.25),
     # no index swap on flips: support and query share the keypoint order
     dict(type='RandomFlip', direction='horizontal'),
-    dict(type='RandomBBoxTransform', shift_factor=0.1, scale_factor=(0.8, 1.2),
-         rotate_factor=15),
+    dict(type='RandomBBoxTransform', shift_factor=0.1, scale_factor=(0.8, 1.2), rotate_factor=15),
     dict(type='TopdownAffine', input_size=input_size),
 ]
 val_pipeline = [
@@ -57,8 +56,9 @@ val_dataloader = dict(
 # MP-100 protocol: 200 episodes x 15 queries per test category (100 for val).
 test_dataloader = dict(
     val_dataloader,
-    dataset=dict(val_dataloader['dataset'],
-                 ann_file='annotations/mp100_split1_test.json',
-                 episodes_per_category=200))
+    dataset=dict(
+        val_dataloader['dataset'],
+        ann_file='annotations/mp100_split1_test.json',
+        episodes_per_category=200))
 val_evaluator = dict(type='EpisodicPCKMetric')
 test_evaluator = val_evaluator

@@ -14,7 +14,6 @@ optim_wrapper = dict(
     paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1)}))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=500),
-    dict(type='MultiStepLR', by_epoch=True, begin=0, end=200,
-         milestones=[160, 180], gamma=0.1),
+    dict(type='MultiStepLR', by_epoch=True, begin=0, end=200, milestones=[160, 180], gamma=0.1),
 ]
 auto_scale_lr = dict(base_batch_size=16)

@@ -9,24 +9,34 @@ _base_ = [
 model = dict(
     type='CapeEstimator',
     data_preprocessor=dict(
-        type='CapeDataPreprocessor', mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
+        type='CapeDataPreprocessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True),
     backbone=dict(
-        type='ResNet', depth=50, out_indices=(3, ),
+        type='ResNet',
+        depth=50,
+        out_indices=(3, ),
         # ImageNet weights, MMPose's standard: torch hub caches the file in
         # ~/.cache/torch/hub/checkpoints/ (downloaded once if absent; offline, copy it there).
         init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')),
     head=dict(
-        type='CapeSequenceHead', in_channels=2048, embed_dims=256, num_layers=3,
-        num_heads=8, ffn_dims=1024, dropout=0.1,
+        type='CapeSequenceHead',
+        in_channels=2048,
+        embed_dims=256,
+        num_layers=3,
+        num_heads=8,
+        ffn_dims=1024,
+        dropout=0.1,
         # coordinates refine a support-to-query feature-matching proposal
         coord_reference='similarity',
-        loss_ce_weight=1.0, loss_coords_weight=5.0, loss_proposal_weight=1.0),
+        loss_ce_weight=1.0,
+        loss_coords_weight=5.0,
+        loss_proposal_weight=1.0),
     test_cfg=dict(end_threshold=0.5))
 
 default_hooks = dict(
     checkpoint=dict(interval=10, save_best='PCK@0.2', rule='greater'),
     visualization=dict(type='PoseVisualizationHook', enable=False))
 visualizer = dict(
-    type='CapeVisualizer', name='visualizer',
-    vis_backends=[dict(type='LocalVisBackend')])
+    type='CapeVisualizer', name='visualizer', vis_backends=[dict(type='LocalVisBackend')])

@@ -28,7 +28,8 @@ class SapiensLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     Depth comes from ``model.backbone.get_layer_depth(name, 'backbone.')``
     (mmpretrain ViTs): patch/position embedding 0, block ``i`` → ``i + 1`` (its LoRA
     adapters too), final norm and head → ``num_layers + 1`` (scale 1). Names inside an
-    FSDP-wrapped model (``configs/sapiens/td-hm_sapiens-1b-fsdp-offload_1xb2-100e_coco-384x288.py``) are read
+    FSDP-wrapped model
+    (``configs/sapiens/td-hm_sapiens-1b-fsdp-offload_1xb2-100e_coco-384x288.py``) are read
     without the wrappers' name parts.
 
     ``paramwise_cfg``:
