@@ -1,5 +1,9 @@
 """Video + per-frame box annotations -> ``bottle_data`` (JPEG frames + COCO).
 
+Over 300 lines because it reads two annotation formats (Objectron protobuf and the project's
+JSON), checks every frame's keypoints and depths against the video, and publishes the output
+folder atomically; each part is small and they share one frame loop.
+
 This is the library behind ``tools/dataset_converters/video_to_bottle_data.py``
 (see ``docs/bottle_data.md`` for both file formats). Input annotations are
 either an Objectron ``annotation.pbdata`` or the project's JSON::

@@ -1,5 +1,9 @@
 """Many Objectron-format clips -> one multi-video dataset, split by video.
 
+Over 300 lines because it finds clips in three layouts, converts each (both annotation
+formats, resumable by a signature per clip) and writes the by-video splits; the three share
+the clip record and the resume bookkeeping.
+
 The library behind ``tools/dataset_converters/objectron_to_multivideo.py``
 (``docs/objectron.md``). A clip is a video plus its box annotations, either an
 Objectron ``annotation.pbdata`` (read by :mod:`keypose_ext.objectron.reader`)

@@ -1,5 +1,9 @@
 """MP-100 as episodes for category-agnostic pose estimation (CAPE).
 
+Slightly over 300 lines, half of them docstrings: episode drawing, the per-image pipeline
+and packing share the episode layout; parsing is in ``mp100_instance_dataset.py`` and
+``mp100_parsing.py``, debug modes in ``keypose_ext/utils/cape_debug.py``.
+
 An *episode* is ``num_shots`` support instances plus ``num_queries_per_episode``
 query instances of one category. One dataset item is one (supports, query) pair,
 so a batch of B items may mix episodes and categories; the model pads keypoints.

@@ -1,5 +1,9 @@
 """Read Objectron ``annotation.pbdata`` files into per-frame box keypoints.
 
+Over 300 lines because Objectron's frames are portrait while its cameras are landscape: the
+orientation detection, the intrinsics swap and the per-object/empty-frame handling are each
+documented beside the code that does them.
+
 An Objectron annotation file is one serialized ``Sequence`` message (schema in
 ``annotation_data.proto`` next to this file). Each ``FrameAnnotation`` holds the
 frame's ``ARCamera`` (intrinsics, resolution) and, per annotated object, 9

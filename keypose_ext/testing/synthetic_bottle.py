@@ -1,5 +1,8 @@
 """A synthetic "bottle" video with exact box keypoints and depths.
 
+Over 300 lines because it renders a textured box video and writes its exact ground truth in
+both annotation formats (Objectron protobuf and the project's JSON); test-data only.
+
 A textured cuboid the size of a bottle (8 × 25 × 8 cm by default) rotates and
 translates in front of a pinhole camera. Every frame's ground truth is exact:
 the 9 Objectron box keypoints (centre + 8 corners, order of
