@@ -12,20 +12,14 @@ import numpy as np
 from mmengine.dist import master_only
 from mmpose.registry import VISUALIZERS
 from mmpose.structures import PoseDataSample
-from mmpose.utils.tensor_utils import to_numpy
 
 from keypose_ext.objectron.box3d import (box_from_transformation, fit_box, lift_keypoints,
                                          project_points)
 from keypose_ext.objectron.box_evaluation import is_evaluated
 from keypose_ext.objectron.iou3d import box_iou_3d
+from keypose_ext.utils.arrays import as_float64 as _np
 from keypose_ext.utils.errors import UserValueError
 from .keypose_local_visualizer import KeyposeLocalVisualizer
-
-
-def _np(x) -> np.ndarray:
-    if hasattr(x, 'detach'):
-        x = to_numpy(x)
-    return np.asarray(x, dtype=np.float64)
 
 
 def _safe_name(text: str) -> str:

@@ -5,17 +5,10 @@ import numpy as np
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 from mmpose.registry import METRICS
-from mmpose.utils.tensor_utils import to_numpy
 
 from keypose_ext.objectron.box_evaluation import is_evaluated
+from keypose_ext.utils.arrays import as_float64 as _np
 from keypose_ext.utils.errors import UserValueError
-
-
-def _np(x) -> np.ndarray:
-    """Tensor or array-like → float64 numpy array."""
-    if hasattr(x, 'detach'):
-        x = to_numpy(x)
-    return np.asarray(x, dtype=np.float64)
 
 
 @METRICS.register_module()

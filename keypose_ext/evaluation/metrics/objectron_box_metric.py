@@ -8,21 +8,14 @@ import numpy as np
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 from mmpose.registry import METRICS
-from mmpose.utils.tensor_utils import to_numpy
 
 from keypose_ext.objectron.box3d import lift_keypoints
 from keypose_ext.objectron.box_evaluation import (average_precision, is_evaluated,
                                                   projection_error_2d, viewpoint_errors)
 from keypose_ext.objectron.iou3d import box_iou_3d
+from keypose_ext.utils.arrays import as_float64 as _np
 from keypose_ext.utils.errors import UserValueError
 from keypose_ext.utils.io import atomic_write
-
-
-def _np(x) -> np.ndarray:
-    """Tensor or array-like -> float64 numpy (mmpose's ``to_numpy`` for tensors)."""
-    if hasattr(x, 'detach'):
-        x = to_numpy(x)
-    return np.asarray(x, dtype=np.float64)
 
 
 @METRICS.register_module()
