@@ -1,108 +1,32 @@
-"""Top-down dataset of video frames with box keypoints and their depths."""
+"""Top-down dataset of video frames with box keypoints and their depths.
+
+Over ~300 lines because one registered dataset keeps all of its annotation
+checks (one-line error per field) and its cache options together; the
+frame-cache file itself is :mod:`keypose_ext.datasets.frame_cache`.
+"""
 import copy
-import errno
-import hashlib
 import logging
-import os
 import os.path as osp
-import time
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-import cv2
-import mmcv
 import numpy as np
 import torch
 from mmengine.dataset import BaseDataset
-from mmengine.dist import barrier, get_rank
 from mmengine.logging import print_log
 from mmpose.datasets.datasets.base import BaseCocoStyleDataset
 from mmpose.registry import DATASETS
 
 from keypose_ext.utils.errors import (KeyposeUserError, UserFileNotFoundError, UserRuntimeError,
                                       UserValueError)
-from keypose_ext.utils.io import atomic_write, load_json
+from keypose_ext.utils.io import load_json
 from keypose_ext.utils.pipeline import is_random_transform, transform_name
 from .bottle_metainfo import BOTTLE_METAINFO
+from .frame_cache import (FrameCache, cache_dirs, decode_frame, recommended_num_workers,
+                          user_cache_dir)
 
-_CACHE_FORMAT = 'bottle-frames-v1'
-# errno values meaning "this folder cannot be written": try the next one.
-_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
-
-
-def user_cache_dir() -> str:
-    """The per-user folder for frame caches whose data root is read-only:
-    ``$XDG_CACHE_HOME/keypose_ext/bottle_frames`` (``~/.cache/...``)."""
-    base = os.environ.get('XDG_CACHE_HOME') or osp.join(osp.expanduser('~'), '.cache')
-    return osp.join(base, 'keypose_ext', 'bottle_frames')
-
-
-def recommended_num_workers(cache: bool,
-                            outputs_cached: bool,
-                            cpu_count: Optional[int] = None) -> int:
-    """Dataloader workers for a bottle dataset, from its cache mode and the
-    cores this process may use.
-
-    - Pipeline outputs cached (``cache_outputs`` or ``cache_device``): 0.
-      A cached sample is served in tens of microseconds, less than a worker
-      needs to pass it through its queue, and ``cache_device`` needs the
-      main process anyway.
-    - Frame cache only (a random pipeline still runs per sample): up to 4,
-      leaving one core to the main process.
-    - No cache (JPEG decoding per sample): up to 8, leaving one core.
-
-    Args:
-        cache (bool): The dataset's ``cache``.
-        outputs_cached (bool): Whether pipeline outputs are cached.
-        cpu_count (int, optional): Usable cores; defaults to this process's
-            CPU affinity.
-
-    Returns:
-        int: ``num_workers`` (``persistent_workers`` must be False for 0).
-    """
-    if outputs_cached:
-        return 0
-    if cpu_count is None:
-        cpu_count = len(os.sched_getaffinity(0)) if hasattr(
-            os, 'sched_getaffinity') else (os.cpu_count() or 1)
-    return max(0, min(4 if cache else 8, cpu_count - 1))
-
-
-class _FrameCache:
-    """All frames of the dataset in one ``(N, H_max, W_max, 3)`` uint8
-    ``.npy``, memory-mapped read-only so dataloader workers share its pages.
-
-    Frames smaller than the largest one are stored top-left and cropped back
-    with their own ``(h, w)``. Pickling or deep-copying (dataloader workers,
-    ``get_subset``) carries only the path; the map is reopened on first use.
-    """
-
-    def __init__(self, path: str, rows: Dict[str, int], shapes: List[Tuple[int, int]]):
-        self.path = path
-        self.rows = rows
-        self.shapes = shapes
-        self._array: Optional[np.ndarray] = None
-
-    @property
-    def array(self) -> np.ndarray:
-        if self._array is None:
-            self._array = np.load(self.path, mmap_mode='r')
-        return self._array
-
-    def get(self, img_path: str) -> np.ndarray:
-        row = self.rows[img_path]
-        h, w = self.shapes[row]
-        # Copy: the pipeline owns its image, the shared map stays read-only.
-        return np.array(self.array[row, :h, :w])
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state['_array'] = None
-        return state
-
-    def __deepcopy__(self, memo):
-        new = _FrameCache(self.path, dict(self.rows), list(self.shapes))
-        memo[id(self)] = new
-        return new
+# recommended_num_workers and user_cache_dir are re-exported: configs import
+# them from here.
+__all__ = ['BottleVideoDataset', 'recommended_num_workers', 'user_cache_dir']
 
 
 class _PackedCache(dict):
@@ -195,7 +119,7 @@ class BottleVideoDataset(BaseCocoStyleDataset):
         self.cache_device = cache_device
         self.num_decoded = 0
         self._image_sizes: Dict[str, Tuple[int, int]] = {}
-        self._frame_cache: Optional[_FrameCache] = None
+        self._frame_cache: Optional[FrameCache] = None
         self._packed_cache = _PackedCache()
         self._cache_outputs = cache_outputs
         self.outputs_cached: Optional[bool] = None
@@ -381,106 +305,12 @@ class BottleVideoDataset(BaseCocoStyleDataset):
         if self.cache:
             self._init_frame_cache()
 
-    def _cache_key(self, img_paths: List[str]) -> str:
-        digest = hashlib.sha1(_CACHE_FORMAT.encode())
-        with open(self.ann_file, 'rb') as f:
-            digest.update(f.read())
-        for path in img_paths:
-            stat = os.stat(path)
-            digest.update(f'{path}|{self._image_sizes[path]}|{stat.st_size}|'
-                          f'{stat.st_mtime_ns}\n'.encode())
-        return digest.hexdigest()[:20]
-
     def _decode(self, path: str) -> np.ndarray:
-        """Decode like mmpose's ``LoadImage`` (mmcv, cv2 backend, BGR); an
-        empty or undecodable file is one user error naming it."""
-        try:
-            with open(path, 'rb') as f:
-                content = f.read()
-        except FileNotFoundError:
-            raise UserFileNotFoundError(
-                f'Frame {path!r} is gone (it existed when the dataset was built); '
-                'restore it or re-run the converter.') from None
-        if not content:
-            raise UserValueError(f'Frame {path!r} is empty (0 bytes); re-run the converter '
-                                 '(tools/dataset_converters/video_to_bottle_data.py).')
-        try:
-            img = mmcv.imfrombytes(content, flag='color', backend='cv2')
-        except cv2.error:
-            img = None
-        if img is None:
-            raise UserValueError(f'Cannot decode frame {path!r} (corrupt or not an image); '
-                                 're-run the converter '
-                                 '(tools/dataset_converters/video_to_bottle_data.py).')
-        expected = self._image_sizes[path]
-        if img.shape[:2] != expected:
-            raise UserValueError(f'Frame {path!r} is {img.shape[1]}x{img.shape[0]} but '
-                                 f'{self.ann_file} says {expected[1]}x{expected[0]}; the '
-                                 'keypoints would not match the pixels.')
+        """Decode frame ``path`` (:func:`decode_frame`: one user error naming
+        a bad file) and count it in ``num_decoded``."""
+        img = decode_frame(path, self._image_sizes[path], self.ann_file)
         self.num_decoded += 1
         return img
-
-    def _write_cache(self, path: str, img_paths: List[str]) -> None:
-        """Decode every frame into the ``.npy`` at ``path``, one row at a
-        time (the whole video never sits in memory); ``atomic_write`` makes
-        readers see the old state or the finished file, never a part."""
-        h_max = max(self._image_sizes[p][0] for p in img_paths)
-        w_max = max(self._image_sizes[p][1] for p in img_paths)
-        start = time.time()
-        row = np.zeros((h_max, w_max, 3), np.uint8)
-        header = dict(
-            descr=np.lib.format.dtype_to_descr(row.dtype),
-            fortran_order=False,
-            shape=(len(img_paths), h_max, w_max, 3))
-        with atomic_write(path, 'wb') as f:
-            np.lib.format.write_array_header_1_0(f, header)
-            for img_path in img_paths:
-                img = self._decode(img_path)
-                if img.shape[:2] != (h_max, w_max):
-                    row[:] = 0
-                row[:img.shape[0], :img.shape[1]] = img
-                f.write(row.data)
-        print_log(
-            f'BottleVideoDataset: decoded {len(img_paths)} frames into '
-            f'{path} in {time.time() - start:.1f}s',
-            logger='current')
-
-    def _cache_dirs(self) -> List[str]:
-        """Folders to hold the frame cache, in order of preference."""
-        if self.cache_dir:
-            return [self.cache_dir]
-        root = self.data_root or osp.dirname(self.ann_file)
-        return [osp.join(root, '.cache'), user_cache_dir()]
-
-    def _find_or_write_cache(self, name: str, img_paths: List[str]) -> str:
-        """The cache file ``name`` in the first folder that has it, else
-        written to the first folder that can be written."""
-        folders = self._cache_dirs()
-        for folder in folders:
-            if osp.isfile(osp.join(folder, name)):
-                return osp.join(folder, name)
-        refused = []
-        for folder in folders:
-            path = osp.join(folder, name)
-            try:
-                os.makedirs(folder, exist_ok=True)
-                self._write_cache(path, img_paths)
-            except OSError as e:
-                if e.errno not in _UNWRITABLE:
-                    raise
-                refused.append(f'{folder!r} ({e.strerror})')
-                continue
-            if refused:
-                print_log(
-                    f'BottleVideoDataset: cannot write {refused[0]}; the '
-                    f'frame cache is in {folder} instead. Set cache_dir= '
-                    'to choose the folder.',
-                    logger='current',
-                    level=logging.WARNING)
-            return path
-        raise UserRuntimeError('BottleVideoDataset: cannot write the frame cache to '
-                               f'{" or ".join(refused)}; set cache_dir to a writable folder '
-                               '(or cache=False).')
 
     def _init_frame_cache(self) -> None:
         img_paths = sorted(
@@ -488,30 +318,9 @@ class BottleVideoDataset(BaseCocoStyleDataset):
              for i in range(len(self))})
         if not img_paths:
             return
-        name = f'frames-{self._cache_key(img_paths)}.npy'
-        # Rank 0 decodes, everyone else waits and then maps the same file.
-        if get_rank() == 0:
-            self._find_or_write_cache(name, img_paths)
-        barrier()
-        found = [osp.join(d, name) for d in self._cache_dirs() if osp.isfile(osp.join(d, name))]
-        if found:
-            path = found[0]
-        else:
-            # cache_dir is not shared with rank 0 (e.g. node-local disks).
-            print_log(
-                f'BottleVideoDataset: {name} is not visible on this rank; '
-                'decoding a local copy.',
-                logger='current',
-                level=logging.WARNING)
-            path = self._find_or_write_cache(name, img_paths)
-        self._frame_cache = _FrameCache(path, {
-            p: i
-            for i, p in enumerate(img_paths)
-        }, [self._image_sizes[p] for p in img_paths])
-        if self._frame_cache.array.shape[0] != len(img_paths):
-            raise UserRuntimeError(f'Frame cache {path} holds '
-                                   f'{self._frame_cache.array.shape[0]} frames, expected '
-                                   f'{len(img_paths)}; delete it.')
+        folders = cache_dirs(self.cache_dir, self.data_root, self.ann_file)
+        self._frame_cache = FrameCache.find_or_write(img_paths, self._image_sizes, self.ann_file,
+                                                     folders, self._decode)
 
     def get_data_info(self, idx: int) -> dict:
         """Data info of sample ``idx``; with ``cache=True`` it already holds

@@ -1,6 +1,5 @@
 """Frames of many Objectron-format videos, split by video, with intrinsics."""
 import copy
-import hashlib
 import logging
 import os
 import os.path as osp
@@ -16,6 +15,7 @@ from keypose_ext.utils.errors import UserValueError
 from keypose_ext.utils.io import atomic_write
 from .bottle_metainfo import BOTTLE_METAINFO, BOX_CORNER_SIGNS
 from .bottle_video_dataset import BottleVideoDataset
+from .frame_cache import cache_key
 
 
 def _x_mirror_partner(index: int) -> int:
@@ -202,14 +202,9 @@ class ObjectronMultiVideoDataset(BottleVideoDataset):
         return list(chosen)
 
     def _store_name(self, paths: List[str]) -> str:
-        digest = hashlib.sha1(f'{_STORE_FORMAT}|{self.cache_budget_mb}'.encode())
-        with open(self.ann_file, 'rb') as f:
-            digest.update(f.read())
-        for path in paths:
-            stat = os.stat(path)
-            digest.update(f'{path}|{self._image_sizes[path]}|{stat.st_size}|'
-                          f'{stat.st_mtime_ns}\n'.encode())
-        return f'objectron-frames-{digest.hexdigest()[:20]}.npy'
+        key = cache_key(f'{_STORE_FORMAT}|{self.cache_budget_mb}', self.ann_file, paths,
+                        self._image_sizes)
+        return f'objectron-frames-{key}.npy'
 
     def _write_store(self, path: str, paths: List[str]) -> None:
         """Decode ``paths`` one at a time into a flat ``.npy`` (atomic)."""
