@@ -89,6 +89,10 @@ class BottleVideoDataset(BaseCocoStyleDataset):
 
     METAINFO: dict = copy.deepcopy(BOTTLE_METAINFO)
 
+    # Named in the missing-file error; subclasses reading another converter's output override.
+    ANNOTATION_FILE_KIND = 'Bottle annotation file'
+    CONVERTER = 'tools/dataset_converters/video_to_bottle_data.py'
+
     def __init__(self,
                  ann_file: str = 'annotations.json',
                  data_root: Optional[str] = None,
@@ -131,10 +135,8 @@ class BottleVideoDataset(BaseCocoStyleDataset):
         """Load and validate ``annotations.json``; every problem is one
         exception naming the file and the field."""
         ann_file = self.ann_file
-        data = load_json(
-            ann_file, 'Bottle annotation file',
-            'create it with tools/dataset_converters/video_to_bottle_data.py '
-            'or fix data_root/ann_file')
+        data = load_json(ann_file, self.ANNOTATION_FILE_KIND,
+                         f'create it with {self.CONVERTER} or fix data_root/ann_file')
         for key in ('images', 'annotations', 'categories'):
             if not isinstance(data, dict) or not isinstance(data.get(key), list):
                 raise UserValueError(f'{ann_file}: missing the COCO list "{key}" (see '

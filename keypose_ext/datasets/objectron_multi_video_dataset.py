@@ -121,6 +121,9 @@ class ObjectronMultiVideoDataset(BottleVideoDataset):
 
     METAINFO: dict = copy.deepcopy(OBJECTRON_METAINFO)
 
+    ANNOTATION_FILE_KIND = 'Objectron split file'
+    CONVERTER = 'tools/dataset_converters/objectron_to_multivideo.py'
+
     def __init__(self,
                  ann_file: str = 'annotations_train.json',
                  data_root: Optional[str] = None,
