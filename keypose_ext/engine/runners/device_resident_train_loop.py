@@ -12,9 +12,11 @@ import torch
 from mmengine.hooks import LoggerHook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
+from mmengine.optim import AmpOptimWrapper
 from mmpose.registry import LOOPS
 from torch.utils.data import DataLoader
 
+from keypose_ext.engine.hooks.non_finite_loss_hook import NonFiniteLossHook
 from keypose_ext.utils.errors import UserRuntimeError, UserValueError
 from keypose_ext.utils.pipeline import is_random_transform, transform_name
 from .keypose_epoch_based_train_loop import KeyposeEpochBasedTrainLoop
@@ -131,8 +133,7 @@ class DeviceResidentTrainLoop(KeyposeEpochBasedTrainLoop):
         if self.dataloader.batch_sampler is None:
             return 'the dataloader has no batch sampler'
         for hook in self.runner.hooks:
-            if type(hook).__name__ == 'NonFiniteLossHook' and getattr(hook, 'action',
-                                                                      None) == 'skip':
+            if isinstance(hook, NonFiniteLossHook) and hook.action == 'skip':
                 return 'NonFiniteLossHook(action="skip") needs the loss before each step'
         return None
 
@@ -180,8 +181,9 @@ class DeviceResidentTrainLoop(KeyposeEpochBasedTrainLoop):
         self._samples = samples
 
     def _autocast_on(self, device: torch.device) -> bool:
-        wrapper = type(self.runner.optim_wrapper).__name__
-        return self.autocast == 'bf16' and device.type == 'cuda' and 'Amp' not in wrapper
+        # an AMP wrapper already autocasts (fp16 with loss scaling)
+        amp = isinstance(self.runner.optim_wrapper, AmpOptimWrapper)
+        return self.autocast == 'bf16' and device.type == 'cuda' and not amp
 
     def _channels_last_on(self, device: torch.device) -> bool:
         return self.channels_last and device.type == 'cuda'
