@@ -213,11 +213,8 @@ def test_full_offload_config_builds_mmengine_flexible_runner(tmp_path):
     assert type(runner.strategy).__name__ == 'FSDPStrategy'
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='PyTorch FSDP needs a GPU')
-def test_full_offload_trains_every_parameter_with_fsdp_cpu_offload(tmp_path, monkeypatch):
+def _single_process_env(monkeypatch):
     import socket
-
-    from keypose_ext.utils.cli import build_runner
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
@@ -225,6 +222,69 @@ def test_full_offload_trains_every_parameter_with_fsdp_cpu_offload(tmp_path, mon
             MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK='0', WORLD_SIZE='1',
             LOCAL_RANK='0').items():
         monkeypatch.setenv(k, v)
+
+
+def test_full_route_trains_every_parameter_with_fsdp_on_the_cpu(tmp_path, monkeypatch):
+    """Route b at tiny size on the CPU: MMEngine's FlexibleRunner + FSDPStrategy + PyTorch
+    FSDP (one FSDP unit per block) train every parameter of the backbone, and the
+    checkpoint is a plain full state dict that init_model loads with the stage-1 config.
+    Only what needs a GPU is changed: gloo is set up here (MMEngine's launcher calls
+    torch.cuda.set_device), FSDP computes on the CPU, nothing is pinned for offload (the
+    parameters already live in host memory) and it trains in float32 (no autocast)."""
+    from mmpose.apis import init_model
+
+    from keypose_ext.utils.cli import build_runner
+    _single_process_env(monkeypatch)
+    cfg = _full_offload_config(
+        tmp_path,
+        extra=("launcher = 'pytorch'\n"
+               'strategy = dict(model_wrapper=dict(cpu_offload=False, mixed_precision=None,'
+               ' auto_wrap_policy=dict(min_num_params=2000)))\n'
+               'optim_wrapper = dict(optimizer=dict(lr=1e-2))'))
+    cfg.strategy.model_wrapper.device_id = torch.device('cpu')
+    # the run starts from known plain weights, as the documented one does (load_from =
+    # the phase-1 run's merged checkpoint)
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS
+    init_default_scope('mmpose')
+    before = MODELS.build(cfg.model).state_dict()
+    cfg.load_from = str(tmp_path / 'start.pth')
+    torch.save(dict(state_dict=before, meta=dict()), cfg.load_from)
+    torch.distributed.init_process_group('gloo', rank=0, world_size=1)
+    try:
+        runner = build_runner(cfg)
+        runner.train()
+        wrapper = runner.model
+        assert type(wrapper).__name__ == 'MMFullyShardedDataParallel'
+        units = [
+            m for m in wrapper.modules() if type(m).__name__.endswith('FullyShardedDataParallel')
+        ]
+        assert len(units) > cfg.model.backbone.arch.num_layers  # the blocks are FSDP units
+        assert np.isfinite(runner.message_hub.log_scalars['train/loss'].current())
+    finally:
+        torch.distributed.destroy_process_group()
+    ckpt = osp.join(cfg.work_dir, 'epoch_1.pth')
+    sd = torch.load(ckpt, map_location='cpu', weights_only=False)['state_dict']
+    backbone = [k for k in before if k.startswith('backbone.')]
+    assert set(backbone) <= set(sd)  # plain names, no FSDP prefixes
+    frozen = [k for k in backbone if torch.equal(sd[k].float(), before[k].float())]
+    assert not frozen, f'not trained: {frozen}'
+    from keypose_ext.utils.safe_checkpoint_globals import mmengine_checkpoint_globals
+    with mmengine_checkpoint_globals():  # a training checkpoint pickles numpy values
+        model = init_model(  # the stage-1 config, as tools/test.py builds it
+            str(tmp_path / 'tiny_stage1.py'),
+            ckpt,
+            device='cpu',
+            cfg_options={'model.backbone.frozen_dtype': None})
+    loaded = model.state_dict()
+    for k in backbone:
+        torch.testing.assert_close(loaded[k].float(), sd[k].float())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='PyTorch FSDP needs a GPU')
+def test_full_offload_trains_every_parameter_with_fsdp_cpu_offload(tmp_path, monkeypatch):
+    from keypose_ext.utils.cli import build_runner
+    _single_process_env(monkeypatch)
     cfg = _full_offload_config(
         tmp_path,
         extra=("launcher = 'pytorch'\n"

@@ -12,7 +12,8 @@
 # (the *_merged.pth copy: plain weights and meta, which MMEngine's FlexibleRunner loads
 # under torch.load(weights_only=True)). Epochs 0-99 of this run are epochs 10-109 of the
 # two-phase schedule. Its checkpoints are plain full state dicts (rank 0, gathered on the
-# CPU): tools/test.py and init_model load them with stage1_gtx1650.py. FSDP needs a GPU.
+# CPU): tools/test.py loads them with stage1_gtx1650.py (init_model under
+# mmengine_checkpoint_globals(), as any training checkpoint). docs/sapiens.md: the CPU test.
 _base_ = ['./stage1_gtx1650.py']
 
 runner_type = 'FlexibleRunner'
