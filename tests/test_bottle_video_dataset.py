@@ -245,6 +245,7 @@ def test_cache_device_refuses_random_pipelines_and_workers(master, monkeypatch):
         ds[0]
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 def test_cache_device_cuda(master):
     ds = _build(master, cache=True, cache_device='cuda')

@@ -80,6 +80,7 @@ def test_stock_amp_optim_wrapper_name_is_mmengines():
     assert OPTIM_WRAPPERS.get('AmpOptimWrapper') is MMEngineAmp
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 def test_gpu_builds_real_amp_wrapper():
     _, wrapper = _build(loss_scale='dynamic')

@@ -121,6 +121,7 @@ def test_too_large_for_the_device_budget(data_root, tmp_path):
         _train(_cfg(data_root, tmp_path, fast_path=True, max_device_gib=1e-6))
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 def test_cuda_auto_takes_the_fast_path_with_bf16_and_channels_last(data_root, tmp_path):
     runner, losses = _train(_cfg(data_root, tmp_path))

@@ -65,6 +65,7 @@ def test_tensor_image_is_permuted_without_numpy():
         pack(_results(torch.zeros(1, 8, 10, 3)))
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 def test_cuda_tensor_image_stays_on_the_gpu():
     pack = TRANSFORMS.build(dict(type='PackDepthPoseInputs'))

@@ -66,6 +66,7 @@ def test_memory_benchmark_every_route_on_cpu(tmp_path):
     assert all(rows[k]['status'] == 'ok' for k in ('phase 1', 'lora', 'last_blocks', 'full'))
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 def test_tiny_measurement_on_gpu(tmp_path):
     out = tmp_path / 'r.json'

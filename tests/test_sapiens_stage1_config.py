@@ -281,6 +281,7 @@ def test_full_route_trains_every_parameter_with_fsdp_on_the_cpu(tmp_path, monkey
         torch.testing.assert_close(loaded[k].float(), sd[k].float())
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='PyTorch FSDP needs a GPU')
 def test_full_offload_trains_every_parameter_with_fsdp_cpu_offload(tmp_path, monkeypatch):
     from keypose_ext.utils.cli import build_runner
