@@ -196,12 +196,8 @@ def _offload_route(args, res, enc_sd, data_root, device):
     cfg = _cfg(name, args, data_root)
     row = dict(route='full_offload', phase='phase 2', config=f'configs/sapiens/{name}')
     _estimate(row, cfg, args.batch_size)
-    if device.type != 'cuda':
-        row.update(status='skipped: PyTorch FSDP needs a GPU')
-        res['rows'].append(row)
-        print(json.dumps(row))
-        return
-    if not dist.is_initialized():  # a one-process group, as tools/dist_train.sh CONFIG 1
+    own_group = not dist.is_initialized()
+    if own_group:  # a one-process group, as tools/dist_train.sh CONFIG 1
         with socket.socket() as s:
             s.bind(('127.0.0.1', 0))
             port = s.getsockname()[1]
@@ -211,16 +207,24 @@ def _offload_route(args, res, enc_sd, data_root, device):
             RANK='0',
             WORLD_SIZE='1',
             LOCAL_RANK='0')
-        dist.init_process_group('nccl')
+        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
     gc.collect()
-    torch.cuda.empty_cache()
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
     model = MODELS.build(cfg.model)  # fp32 on the CPU: FSDP moves one unit at a time
     model.backbone.load_state_dict(dict(enc_sd), strict=True)
     model.data_preprocessor.to(device)  # as FSDPStrategy does
     wrapper_cfg = cfg.strategy.model_wrapper.to_dict()
+    device_id = device.index or 0
+    if device.type != 'cuda':
+        # the code path only: FSDP computes on the CPU in float32, nothing pinned (pinned
+        # host memory needs a CUDA driver; the parameters are in host memory anyway)
+        wrapper_cfg.update(cpu_offload=False, mixed_precision=None)
+        device_id = device
+        row['note'] = 'CPU code-path check: no offload, float32'
     try:
         wrapped = MODEL_WRAPPERS.build(
-            wrapper_cfg, default_args=dict(module=model, device_id=device.index or 0))
+            wrapper_cfg, default_args=dict(module=model, device_id=device_id))
         ow = build_optim_wrapper(wrapped, cfg.optim_wrapper)
         ow.initialize_count_status(wrapped, 0, 10**9)
     except torch.OutOfMemoryError as e:
@@ -228,6 +232,9 @@ def _offload_route(args, res, enc_sd, data_root, device):
     else:
         batches = _batches(cfg)
         _measure(row, lambda: wrapped.train_step(next(batches), ow), args.iters, device)
+    finally:
+        if own_group:
+            dist.destroy_process_group()
     res['rows'].append(row)
     print(json.dumps(row))
 

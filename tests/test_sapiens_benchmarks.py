@@ -55,7 +55,8 @@ def _cpu_run(tmp_path, routes):
 def test_memory_benchmark_code_path_on_cpu(tmp_path):
     rows = _cpu_run(tmp_path, ['lora', 'full_offload'])
     assert rows['lora']['status'] == 'ok' and rows['lora']['phase'] == 'phase 2'
-    assert rows['full_offload']['status'].startswith('skipped')
+    assert rows['full_offload']['status'] == 'ok'  # FSDP on the CPU (no offload, fp32)
+    assert rows['full_offload']['s_per_iter'] > 0
 
 
 @pytest.mark.slow
@@ -63,7 +64,7 @@ def test_memory_benchmark_code_path_on_cpu(tmp_path):
 def test_memory_benchmark_every_route_on_cpu(tmp_path):
     rows = _cpu_run(tmp_path, ['phase 1', 'lora', 'last_blocks', 'full', 'full_offload'])
     assert list(rows) == ['phase 1', 'lora', 'last_blocks', 'full', 'full_offload']
-    assert all(rows[k]['status'] == 'ok' for k in ('phase 1', 'lora', 'last_blocks', 'full'))
+    assert all(r['status'] == 'ok' for r in rows.values())
 
 
 @pytest.mark.gpu
