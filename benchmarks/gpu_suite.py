@@ -4,6 +4,7 @@ and a results line, within an overall budget (default 470 s, under 8 minutes on 
     python benchmarks/gpu_suite.py [--out work_dirs/gpu_suite] [--budget-s 470]
                                    [--steps a,b,c,d,e]
     python benchmarks/gpu_suite.py --cpu-smoke --out /tmp/suite   # tiny sizes, no GPU
+    python benchmarks/gpu_suite.py --cpu-smoke --children ...     # steps as child processes
 
 Steps (each a child process with a time limit; a step that runs out is killed and
 reported as ``timeout``, and the next one starts):
@@ -48,7 +49,7 @@ STEPS = dict(
     a=('bottle_e2e', 240, 'bottle seed config, 1000 epochs through the Runner'),
     b=('plain_loop', 100, 'seed 000 plain PyTorch loop on the same GPU'),
     c=('ddp_2gpu', 150, 'tools/dist_train.sh, 2 processes'),
-    d=('sapiens_1b_memory', 200, 'Sapiens-1B memory under a 4 GiB cap'),
+    d=('sapiens_1b_memory', 270, 'Sapiens-1B memory under a 4 GiB cap'),
     e=('cape_throughput', 120, 'CAPE ResNet-50 256x256 episodes/s, decoding vs K'),
 )
 ORDER = 'abedc'  # most important first, in case the budget runs out
@@ -290,6 +291,15 @@ def step_plain_loop(ctx):
     return result
 
 
+def _child_env():
+    """This process's environment for a tool's child, with the checkout first on the path
+    and the rest of ``PYTHONPATH`` kept (on the lent GPU machine it holds the kit of
+    benchmarks/device/)."""
+    path = os.environ.get('PYTHONPATH')
+    return dict(
+        os.environ, PYTHONPATH=ROOT + (os.pathsep + path if path else ''), PYTHON=sys.executable)
+
+
 def _run_tool(cmd, ctx, log_name, timeout=None):
     """A tool as a subprocess (its output in ``<out>/<log_name>``); returns
     (return code or None after ``timeout``, log path)."""
@@ -301,7 +311,7 @@ def _run_tool(cmd, ctx, log_name, timeout=None):
             stdout=f,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=dict(os.environ, PYTHONPATH=ROOT, PYTHON=sys.executable))
+            env=_child_env())
         try:
             return proc.wait(timeout), log
         except subprocess.TimeoutExpired:
@@ -348,20 +358,23 @@ def step_sapiens_1b_memory(ctx):
     """(d) Sapiens-1B memory: benchmarks/sapiens_memory.py (helper "Sapiens"'s), which
     traces a random Sapiens-1B itself and measures each phase/route under a 4 GiB cap."""
     out = osp.join(ctx['out'], 'sapiens_memory.json')
+    argv = ['--out', out]
     if ctx['cpu_smoke']:
+        argv += [
+            '--tiny', '--allow-cpu', '--iters', '2', '--batch-size', '1', '--routes', 'phase 1'
+        ]
+    if ctx['cpu_smoke'] and not ctx.get('children'):
         # In-process: this process already holds the imports (seconds, not tens).
-        rc = _script('sapiens_memory').main([
-            '--tiny', '--allow-cpu', '--iters', '2', '--batch-size', '1', '--routes', 'phase 1',
-            '--out', out
-        ])
+        rc = _script('sapiens_memory').main(argv)
         log = None
     else:
         # Its own limit, a little inside the step's, so the rows printed so far are
         # still read back if it runs out.
-        rc, log = _run_tool([sys.executable, 'benchmarks/sapiens_memory.py', '--out', out],
-                            ctx,
-                            'd_sapiens_memory.log',
-                            timeout=ctx['limit_s'] - 15)
+        rc, log = _run_tool(
+            [sys.executable, 'benchmarks/sapiens_memory.py'] + argv,
+            ctx,
+            'd_sapiens_memory.log',
+            timeout=ctx['limit_s'] - 15)
     result = dict(status='ok' if rc == 0 else ('timeout' if rc is None else 'fail'), rc=rc)
     rows = []
     if osp.isfile(out):
@@ -467,7 +480,7 @@ def _run_step(name, ctx, limit):
     ctx = dict(ctx, limit_s=limit)
     t0 = time.perf_counter()
     timed_out = False
-    if ctx['cpu_smoke'] and name not in SMOKE_CHILD_STEPS:
+    if ctx['cpu_smoke'] and not ctx.get('children') and name not in SMOKE_CHILD_STEPS:
         import torch
         cwd, threads = os.getcwd(), torch.get_num_threads()
         # Tiny tensors: one thread is faster, and spinning OpenMP threads on a busy
@@ -587,6 +600,11 @@ def main(argv=None) -> int:
     p.add_argument('--steps', default=ORDER, help='letters to run, e.g. ab')
     p.add_argument('--cpu-smoke', action='store_true', help='tiny sizes on the CPU')
     p.add_argument(
+        '--children',
+        action='store_true',
+        help='with --cpu-smoke: every step in its own child process, as on a GPU '
+        '(benchmarks/device/run_suite.sh checks the kit so)')
+    p.add_argument(
         '--limit-scale',
         type=float,
         default=1.0,
@@ -604,7 +622,11 @@ def main(argv=None) -> int:
     out = osp.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     ctx = dict(
-        out=out, work=tempfile.mkdtemp(prefix='gpu_suite_'), cpu_smoke=args.cpu_smoke, results={})
+        out=out,
+        work=tempfile.mkdtemp(prefix='gpu_suite_'),
+        cpu_smoke=args.cpu_smoke,
+        children=args.children,
+        results={})
     start = time.perf_counter()
     results = []
 

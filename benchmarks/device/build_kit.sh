@@ -12,12 +12,12 @@
 # Why it is built this way:
 # - mmcv 2.1.0 has no wheel for torch 2.11 and `import mmpose.models` needs its compiled
 #   ops; building it on the device would spend minutes of a 15-minute lease. It is built
-#   here once (CPU ops, ~20 min on 2 cores; cached in $KEYPOSE_CACHE/device-wheels)
+#   here once (CPU ops, ~15 min on 2 cores; cached in $KEYPOSE_CACHE/device-wheels)
 #   against the very torch release of the device image, so the extension links there.
 # - Everything is installed with --no-deps into a --target folder: the device image's own
 #   torch/numpy/OpenCV stay the ones used. PYTHONPATH puts this folder first there.
-# - The OpenMMLab wheels ship their model-zoo configs (.mim/): pruned, as is mmcv's C++
-#   source, and the shared objects are stripped, to stay far below the 64 MiB that a call
+# - The OpenMMLab wheels ship their model-zoo configs (.mim/): pruned to configs/_base_
+#   (dataset metainfo), as is mmcv's C++ source, and the shared objects are stripped, to stay far below the 64 MiB that a call
 #   carries.
 # - A simulation venv (Python 3.12 + torch 2.11.0 + the image's other packages) is kept
 #   in $KEYPOSE_CACHE/device-sim: it is the build environment of the compiled wheels, and
@@ -35,13 +35,16 @@ PY312=${PY312:-$(PYENV_VERSION=3.12.1 pyenv which python3.12 2>/dev/null || comm
 DEVICE_TORCH="torch==2.11.0 torchvision==0.26.0"
 # What the image already has and the build/smoke test here needs too.
 IMAGE_PKGS="numpy opencv-python-headless scipy matplotlib pillow pyyaml rich tqdm einops six \
-packaging cython ninja wheel pytest psutil"
+packaging cython ninja wheel pytest psutil markdown click requests tensorboard"
 # Pure-Python or manylinux wheels for cp312 the image lacks.
+# Pinned to the set tools/setup_env.sh installs here (the tested one).
 KIT_PKGS="mmengine==0.10.7 mmpose==1.3.2 mmpretrain==1.2.0 mmdet==3.3.0 \
-setuptools==81.0.0 json-tricks munkres addict termcolor yapf==0.43.0 platformdirs \
-mat4py modelindex ordered-set terminaltables shapely pycocotools importlib-metadata \
-albumentations==1.4.24 albucore==0.0.23 pydantic pydantic-core annotated-types \
-typing-inspection stringzilla simsimd eval-type-backport"
+setuptools==81.0.0 json-tricks==3.17.3 munkres==3.0.0 addict==2.4.0 termcolor==3.3.0 \
+yapf==0.43.0 platformdirs==4.14.8 mat4py==0.6.0 model-index==0.1.11 ordered-set==4.1.0 \
+terminaltables==3.1.10 shapely==2.2.0 pycocotools==2.0.11 importlib-metadata==10.2.0 \
+lazy-importer==0.1.0 zipp==4.1.2 albumentations==1.4.24 albucore==0.0.23 pydantic==2.14.4 \
+pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 stringzilla==5.3.2 \
+simsimd==6.5.16 eval-type-backport"
 
 log() { printf '[device-kit] %s\n' "$*"; }
 pipq() { "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
@@ -92,9 +95,14 @@ mkdir -p "$KIT"
 pipq "$SPY" -m pip install -q --no-deps --no-compile --target "$KIT/site" \
   "$dl"/*.whl "$MMCV" "$XTC"
 rm -rf "$dl"
-# Not needed at run time: model-zoo configs/demos, C++/CUDA sources, console scripts.
-find "$KIT/site" -type d \( -name .mim -o -name csrc -o -name __pycache__ \) -prune \
-  -exec rm -rf {} +
+# Not needed at run time: model-zoo configs/demos (but configs/_base_: mmpose reads its
+# dataset metainfo there), C++/CUDA sources, console scripts.
+for mim in "$KIT"/site/*/.mim; do
+  find "$mim" -mindepth 1 -maxdepth 1 ! -name configs -exec rm -rf {} +
+  [ -d "$mim/configs" ] && find "$mim/configs" -mindepth 1 -maxdepth 1 ! -name _base_ \
+    -exec rm -rf {} +
+done
+find "$KIT/site" -type d \( -name csrc -o -name __pycache__ \) -prune -exec rm -rf {} +
 rm -rf "$KIT/site/bin"
 find "$KIT/site" -name '*.so' -exec strip --strip-unneeded {} \;
 "$SPY" -c 'import torch, numpy, sys; print(f"torch {torch.__version__} numpy {numpy.__version__} python {sys.version.split()[0]}")' \

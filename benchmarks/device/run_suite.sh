@@ -4,10 +4,10 @@
 # and benchmarks/gpu_suite.py. Needs the kit built here by benchmarks/device/build_kit.sh.
 #
 # With the device tool (one H200, ~15 min of device time in all, <= 10 min a call):
-#   run(carry=[".device_kit"], timeout_s=590,
-#       command="bash benchmarks/device/run_suite.sh --steps abd --budget-s 450")
-#   run(carry=[".device_kit"], timeout_s=240,   # at once if time is left (warm 30 s)
-#       command="bash benchmarks/device/run_suite.sh --no-tests --steps e --budget-s 180")
+#   run(carry=[".device_kit"], timeout_s=400,
+#       command="bash benchmarks/device/run_suite.sh --tests-limit 60 --steps ab --budget-s 300")
+#   run(carry=[".device_kit"], timeout_s=360,   # at once: the machine stays warm 30 s
+#       command="bash benchmarks/device/run_suite.sh --no-tests --steps de --budget-s 320")
 # then copy the figures into benchmarks/README.md (docs: benchmarks/README.md, GPU suite).
 #
 # Here, to check the kit and this script before a lease (CPU, tiny sizes):
@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --no-tests) RUN_TESTS=0 ;;
     --tests-limit) TESTS_LIMIT=$2; shift ;;
-    --cpu-smoke) RUN_TESTS=0; SUITE_ARGS+=("$1") ;;
+    --cpu-smoke) RUN_TESTS=0; SUITE_ARGS+=("$1" --children) ;;  # child processes, as there
     *) SUITE_ARGS+=("$1") ;;
   esac
   shift
