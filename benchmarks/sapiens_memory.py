@@ -201,13 +201,13 @@ def _offload_route(args, res, enc_sd, data_root, device):
         with socket.socket() as s:
             s.bind(('127.0.0.1', 0))
             port = s.getsockname()[1]
-        os.environ.update(
-            MASTER_ADDR='127.0.0.1',
-            MASTER_PORT=str(port),
-            RANK='0',
-            WORLD_SIZE='1',
-            LOCAL_RANK='0')
-        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
+        # no RANK/LOCAL_RANK in os.environ: code run after this in the same process
+        # (a test) would take it for a launched distributed job
+        dist.init_process_group(
+            'nccl' if device.type == 'cuda' else 'gloo',
+            init_method=f'tcp://127.0.0.1:{port}',
+            rank=0,
+            world_size=1)
     gc.collect()
     if device.type == 'cuda':
         torch.cuda.empty_cache()
