@@ -143,3 +143,37 @@ def test_check_env_reports_routes_and_measured_figures(capsys, monkeypatch, tmp_
     assert report['fits'] == {'phase 1': False, 'phase 2': False} and report['route'] == 'full'
     assert any('download_coco.py' in line for line in report['data']) or \
         all(line.startswith('ok') for line in report['data'])
+
+
+MEASURED = osp.join(ROOT, 'benchmarks', 'results', 'sapiens_memory.json')
+
+
+def _check_against_measured(res):
+    """Each measured row's estimate (computed by sapiens_memory.py from the config it
+    measured) within 20 % or 0.35 GiB of the measured reserved memory + CUDA context, and
+    no estimate that says 'fits' where the card did not."""
+    rows = [r for r in res['rows'] if r.get('status') == 'ok' and 'max_reserved_gib' in r]
+    assert rows, 'the results hold no measured row'
+    context = res.get('cuda_context_gib') or 0
+    limit = res.get('limit_gib', 4.0)
+    for r in rows:
+        measured = r['max_reserved_gib'] + context
+        assert abs(r['estimate_total_gib'] - measured) <= max(0.35, 0.2 * measured), r
+        assert r['fits_card'] or r['estimate_total_gib'] > limit, r
+
+
+def test_the_measured_check_fails_on_a_wrong_estimate():
+    row = dict(status='ok', max_reserved_gib=2.5, estimate_total_gib=3.0, fits_card=True)
+    res = dict(rows=[row], cuda_context_gib=0.5, limit_gib=4.0)
+    _check_against_measured(res)
+    for bad in (dict(estimate_total_gib=2.0), dict(estimate_total_gib=3.3, fits_card=False)):
+        with pytest.raises(AssertionError):
+            _check_against_measured(dict(res, rows=[dict(row, **bad)]))
+
+
+@pytest.mark.skipif(
+    not osp.isfile(MEASURED),
+    reason='no GPU figures committed yet: benchmarks/device/run_suite.sh writes them')
+def test_estimates_agree_with_the_measured_figures():
+    with open(MEASURED) as f:
+        _check_against_measured(json.load(f))

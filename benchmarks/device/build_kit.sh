@@ -85,6 +85,12 @@ if [ -z "$XTC" ]; then
   XTC=$(ls "$WHEELS"/xtcocotools-*-cp312-*.whl | head -n1)
 fi
 
+# mmcv's source too: should the device's torch ever differ from the one built against,
+# run_suite.sh builds the ops there from it (16 cores: minutes) instead of stopping.
+SDIST=$WHEELS/mmcv-2.1.0.tar.gz
+[ -f "$SDIST" ] || pipq "$SPY" -m pip download -q --no-deps --no-binary :all: mmcv==2.1.0 \
+  -d "$WHEELS"
+
 log "collecting the kit's wheels for cp312"
 dl=$(mktemp -d)
 pipq "$SPY" -m pip download -q --no-deps -d "$dl" $KIT_PKGS
@@ -95,6 +101,8 @@ mkdir -p "$KIT"
 pipq "$SPY" -m pip install -q --no-deps --no-compile --target "$KIT/site" \
   "$dl"/*.whl "$MMCV" "$XTC"
 rm -rf "$dl"
+mkdir -p "$KIT/src"
+cp "$SDIST" "$KIT/src/"
 # Not needed at run time: model-zoo configs/demos (but configs/_base_: mmpose reads its
 # dataset metainfo there), C++/CUDA sources, console scripts.
 for mim in "$KIT"/site/*/.mim; do

@@ -46,25 +46,36 @@ else
 fi
 t0=$(date +%s)
 echo "[device] $(date -u +%FT%TZ) python: $($PY -c 'import sys; print(sys.version.split()[0])')"
-# mmcv's compiled ops are built against one torch release: say so plainly if this differs.
-if ! $PY - "$KIT" <<'PY'
+# mmcv's compiled ops are built against one torch release: say so plainly if this differs,
+# and build them here from the kit's source if they do not load.
+check_stack() {
+  $PY - "$KIT" <<'PY'
 import os, sys, torch
 kit = sys.argv[1]
-want = open(os.path.join(kit, 'built_against.txt')).read().split()[1] \
-    if os.path.isfile(os.path.join(kit, 'built_against.txt')) else None
+stamp = os.path.join(kit, 'built_against.txt')
+want = open(stamp).read().split()[1] if os.path.isfile(stamp) else None
 print(f'[device] torch {torch.__version__}, CUDA {torch.version.cuda}, '
       f'GPUs {torch.cuda.device_count()}, kit built against torch {want}')
 if want and torch.__version__.split('+')[0] != want.split('+')[0]:
-    print(f'[device] torch {torch.__version__} here, the kit was built against {want}: '
-          'rebuild it (benchmarks/device/build_kit.sh with DEVICE_TORCH set) if mmcv.ops fails')
+    print(f'[device] torch {torch.__version__} here, the kit was built against {want}')
 import mmcv.ops  # noqa: F401  (mmcv's compiled extension)
 import mmpose.models  # noqa: F401
 import keypose_ext  # noqa: F401
 print(f'[device] mmcv.ops, mmpose.models and keypose_ext import ({os.path.dirname(mmcv.ops.__file__)})')
 PY
-then
-  echo "[device] the stack does not import: stopping"
-  exit 2
+}
+if ! check_stack; then
+  if $PY -c 'import mmcv._ext' 2>/dev/null; then
+    echo "[device] the stack does not import (above), mmcv's ops do: stopping"
+    exit 2
+  fi
+  sdist=$(ls "$KIT"/src/mmcv-*.tar.gz 2>/dev/null | head -n1)
+  [ -n "$sdist" ] || { echo "[device] the stack does not import and no mmcv source to build: stopping"; exit 2; }
+  echo "[device] building mmcv's ops against this torch from $sdist ($(nproc) cores)"
+  MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=$(nproc) timeout 420 $PY -m pip install -q --no-deps \
+    --no-build-isolation --no-index --target /tmp/mmcv_site "$sdist" || true
+  export PYTHONPATH=/tmp/mmcv_site:$PYTHONPATH
+  check_stack || { echo "[device] the stack does not import: stopping"; exit 2; }
 fi
 $PY tools/check_env.py >"$OUT/check_env.txt" 2>&1 || echo "[device] check_env.py exited $?"
 rc=0
