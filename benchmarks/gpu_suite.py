@@ -67,8 +67,17 @@ SIZES = dict(
         epochs=1000,
         batch=16,
         plain_epochs=150,
+        plain_path_epochs=20,
         ddp_epochs=20),
-    smoke=dict(frames=8, frame_size=64, input=32, epochs=3, batch=4, plain_epochs=3, ddp_epochs=1),
+    smoke=dict(
+        frames=8,
+        frame_size=64,
+        input=32,
+        epochs=3,
+        batch=4,
+        plain_epochs=3,
+        plain_path_epochs=2,
+        ddp_epochs=1),
 )
 
 
@@ -176,12 +185,40 @@ def step_gpu(ctx):
     return dict(info, status='ok' if info['matmul_ok'] else 'fail')
 
 
+def _median_epoch_images_per_s(frames, seconds):
+    """Steady state: the median epoch, without the first (packing, cudnn autotune)."""
+    return round(frames / statistics.median(seconds[1:] or seconds), 1)
+
+
+def _plain_path(ctx):
+    """The same config through the Runner's plain path (``train_cfg.fast_path=False``:
+    DataLoader, per-batch preprocessing and host copies, the loss read every iteration)
+    for a few epochs, no validation: the baseline of the fast path's gain."""
+    s = _sizes(ctx)
+    cfg = _bottle_cfg(ctx, BOTTLE_CONFIG, osp.join(ctx['work'], 'a_bottle_plain_path'))
+    cfg.merge_from_dict({
+        'train_cfg.fast_path': False,
+        'train_cfg.max_epochs': s['plain_path_epochs'],
+        'train_cfg.val_interval': 10**6,
+        'experiment_name': 'gpu_suite_plain_path',  # its own message hub
+    })
+    runner = _build_runner(cfg)
+    timer = _epoch_timer()
+    runner.register_hook(timer)
+    runner.train()
+    return dict(
+        epochs=len(timer.seconds),
+        images_per_s_median_epoch=_median_epoch_images_per_s(s['frames'], timer.seconds))
+
+
 def step_bottle_e2e(ctx):
-    """(a) The seed config end to end through the Runner."""
+    """(a) The seed config end to end through the Runner (fast path), then a few epochs of
+    the Runner's plain path for the fast path's gain."""
     import numpy as np
     s = _sizes(ctx)
     t0 = time.perf_counter()
     cfg = _bottle_cfg(ctx, BOTTLE_CONFIG, osp.join(ctx['work'], 'a_bottle'))
+    cfg.experiment_name = 'gpu_suite_bottle_e2e'
     runner = _build_runner(cfg)
     timer = _epoch_timer()
     runner.register_hook(timer)
@@ -202,9 +239,7 @@ def step_bottle_e2e(ctx):
         iters=int(len(losses)),
         iters_per_epoch=iters_per_epoch,
         images_per_s=round(images / train_s, 1),
-        # steady state: the median epoch, without the first (packing, cudnn autotune)
-        images_per_s_median_epoch=round(
-            s['frames'] / statistics.median(timer.seconds[1:] or timer.seconds), 1),
+        images_per_s_median_epoch=_median_epoch_images_per_s(s['frames'], timer.seconds),
         final_loss=float(losses[-1]),
         final_epoch_mean_loss=float(losses[-iters_per_epoch:].mean()),
         fast_path=bool(loop.fast_path_active),
@@ -212,6 +247,9 @@ def step_bottle_e2e(ctx):
         host_reads=getattr(loop, 'num_host_reads', None),
         val=val)
     result['goal_final_loss_lt_1e-4'] = result['final_loss'] < GOAL_LOSS
+    result['plain_path'] = _plain_path(ctx)
+    result['fast_path_gain'] = round(
+        result['images_per_s_median_epoch'] / result['plain_path']['images_per_s_median_epoch'], 2)
     return result
 
 
@@ -387,8 +425,8 @@ def step_sapiens_1b_memory(ctx):
                     rows.append(json.loads(line))
                 except ValueError:
                     pass
-    keys = ('route', 'status', 'max_allocated_gib', 'max_reserved_gib', 'estimate_gib', 'fits_card',
-            's_per_iter')
+    keys = ('route', 'status', 'max_allocated_gib', 'max_reserved_gib', 'estimate_total_gib',
+            'fits_card', 's_per_iter')
     result['phases'] = [
         dict({k: r.get(k)
               for k in keys if k in r}, name=r.get('route', r.get('name'))) for r in rows
@@ -568,8 +606,9 @@ def result_line(letter, r):
             figures.append(f'{k}={_fmt(v)}')
     if r.get('phases'):
         figures += [
-            f'[{p["name"]}: {p.get("max_allocated_gib", p.get("status"))} GiB, '
-            f'est {p.get("estimate_gib")}]' for p in r['phases']
+            f'[{p["name"]}: {p.get("status")}, reserved {p.get("max_reserved_gib")} GiB, '
+            f'estimate {p.get("estimate_total_gib")} GiB with context, '
+            f'{p.get("s_per_iter")} s/iter]' for p in r['phases']
         ]
     if r.get('decode'):
         figures += [

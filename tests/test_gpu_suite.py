@@ -31,6 +31,7 @@ def test_cpu_smoke_runs_every_step(tmp_path, capsys):
     a, b = steps['bottle_e2e'], steps['plain_loop']
     assert a['fast_path'] and a['epochs'] == 3 and a['images_per_s'] > 0
     assert a['final_loss'] < a['final_epoch_mean_loss'] * 10
+    assert a['plain_path']['epochs'] == 2 and a['fast_path_gain'] > 0  # the Runner's plain path
     assert 'bf16_channels_last' not in b and b['ratio_a_over_b'] > 0
     assert steps['cape_throughput']['decode'][-1]['num_keypoints'] == 8
     assert steps['sapiens_1b_memory']['phases'][0]['status'] == 'ok'
