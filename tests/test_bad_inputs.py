@@ -341,6 +341,17 @@ def test_train_amp_with_another_optim_wrapper(env, tmp_path, capsys):
     assert_clean_failure(code, err, before, tmp_path, '--amp', 'ApexOptimWrapper')
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the machine without CUDA')
+def test_train_fsdp_config_without_a_gpu(tmp_path, capsys):
+    config = osp.join(ROOT, 'configs', 'sapiens',
+                      'td-hm_sapiens-1b-fsdp-offload_1xb2-100e_coco-384x288.py')
+    before = _state(tmp_path)
+    code, err = run_tool(capsys, 'train', config, '--work-dir', tmp_path / 'w')
+    assert_clean_failure(code, err, before, tmp_path, config, 'FSDPStrategy', 'CUDA GPU',
+                         'stage1_gtx1650.py')
+    assert not osp.exists(tmp_path / 'w')
+
+
 def test_train_auto_scale_lr_without_base(env, tmp_path, capsys):
     before = _state(tmp_path)
     code, err = run_tool(

@@ -89,7 +89,27 @@ def build_runner(cfg):
 
     import keypose_ext  # noqa: F401  (registers KeyposeRunner)
     cfg.setdefault('runner_type', 'KeyposeRunner')
+    _check_fsdp_device(cfg)
     return RUNNERS.build(cfg)
+
+
+def _check_fsdp_device(cfg) -> None:
+    """An FSDP config on a machine without CUDA fails deep inside MMEngine/PyTorch (its
+    launcher selects a CUDA device, CPU offload pins host memory): say so in one line.
+    A wrapper placed on the CPU explicitly (``model_wrapper.device_id=cpu``, as the
+    tests do in a gloo group they set up) is let through."""
+    import torch
+    strategy = cfg.get('strategy') or {}
+    if cfg.get('runner_type') != 'FlexibleRunner' or strategy.get('type') != 'FSDPStrategy':
+        return
+    device_id = (strategy.get('model_wrapper') or {}).get('device_id')
+    if torch.cuda.is_available() or str(device_id) == 'cpu':
+        return
+    name = cfg.filename or 'the config'
+    raise UserRuntimeError(
+        f'{name}: strategy FSDPStrategy (PyTorch FSDP with CPU offload) needs a CUDA GPU and '
+        'none is visible; on this machine train phase 2 with configs/sapiens/'
+        'stage1_gtx1650.py (LoRA route; float32 on a CPU)')
 
 
 def enable_visualization(cfg, args) -> None:
