@@ -75,3 +75,49 @@ def test_tiny_measurement_on_gpu(tmp_path):
     res = json.loads(out.read_text())
     assert rc == 0 and res['cuda_context_gib'] > 0
     assert all('max_allocated_gib' in r for r in res['rows'] if r['status'] == 'ok')
+
+
+def test_flop_count_of_the_vit_equals_its_arithmetic():
+    """sapiens_flops.py's counter (PyTorch's, plus the CPU attention kernel) on the real
+    Sapiens-1B backbone at 384x288, batch 2 (fake tensors: no memory, no arithmetic),
+    against the ViT's multiply-adds written out: per image, patch embedding
+    2·N·(3·16²)·D, and per block 2·N·(4·D² + 2·D·F) for qkv/proj/fc1/fc2 plus
+    4·N²·D for the attention products."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from keypose_ext.utils.sapiens_archs import SAPIENS_ARCHS
+    flops = _script('sapiens_flops')
+    init_default_scope('mmpose')
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'sapiens', 'stage1_gtx1650.py'))
+    cfg.model.backbone.update(checkpoint=None, lora=None, frozen_dtype=None)
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        backbone = MODELS.build(cfg.model.backbone)
+        x = torch.randn(2, 3, 384, 288)
+        with flops.flop_counter() as counter, torch.no_grad():
+            backbone(x)
+    a = SAPIENS_ARCHS['sapiens_1b']
+    d, f, depth, p = a['embed_dims'], a['feedforward_channels'], a['num_layers'], 16
+    n = (384 // p) * (288 // p)
+    per_image = 2 * n * 3 * p * p * d + depth * (2 * n * (4 * d * d + 2 * d * f) + 4 * n * n * d)
+    assert counter.get_total_flops() == 2 * per_image
+
+
+def test_flops_per_route_follow_backprop_arithmetic():
+    """Against a forward pass F (phase 1: frozen backbone, no backward through it):
+    LoRA ≈ 3F (forward, checkpoint recompute, input gradients), last 2 of 40 blocks
+    ≈ F + 2/40·2F, full ≈ 3.5–4F (forward, recompute, input and weight gradients; the
+    recompute stops before the last linear layer of each block), and FSDP moves
+    3 × 2 bytes per parameter across PCIe."""
+    flops = _script('sapiens_flops')
+    rows = {r: flops.count(r) for r in flops.ROUTES}
+    f = rows['phase 1']['tflop']
+    assert 1.9 < f < 2.3  # 2.05 TFLOP of backbone forward + the head
+    assert 2.7 < rows['lora']['tflop'] / f < 3.2
+    assert 1.05 < rows['last_blocks']['tflop'] / f < 1.2
+    full = rows['full (FSDP offload)']
+    assert 3.4 < full['tflop'] / f < 4.1
+    assert full['pcie_gb'] == pytest.approx(6 * full['params_m'] * 1e6 / 1e9)
+    assert rows['lora']['pcie_gb'] == 0 and full['trainable_m'] == full['params_m']
