@@ -39,8 +39,7 @@ def flop_counter():
     """``torch.utils.flop_counter.FlopCounterMode`` that also counts the CPU kernel of
     ``scaled_dot_product_attention`` (PyTorch counts only its GPU kernels) with PyTorch's
     own attention formulas, so that a count here equals one on a GPU."""
-    from torch.utils.flop_counter import (FlopCounterMode, sdpa_backward_flop_count,
-                                          sdpa_flop_count)
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
     def forward(query, key, value, *args, **kwargs):
         return sdpa_flop_count(query.shape, key.shape, value.shape)
