@@ -13,16 +13,20 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 def _pins(path):
     """{package: version} of every ``name==version`` in a shell script."""
     text = open(osp.join(ROOT, path)).read()
-    return {m.group(1).lower().replace('_', '-'): m.group(2)
-            for m in re.finditer(r'([A-Za-z0-9_.-]+)==([0-9][0-9A-Za-z.]*)', text)}
+    return {
+        m.group(1).lower().replace('_', '-'): m.group(2)
+        for m in re.finditer(r'([A-Za-z0-9_.-]+)==([0-9][0-9A-Za-z.]*)', text)
+    }
 
 
 def test_kit_pins_the_versions_setup_env_installs():
     kit, env = _pins('benchmarks/device/build_kit.sh'), _pins('tools/setup_env.sh')
     # torch/torchvision: the device image's own release, by design
     common = set(kit) & set(env) - {'torch', 'torchvision'}
-    assert {'mmengine', 'mmpose', 'mmpretrain', 'mmdet', 'albumentations', 'albucore',
-            'setuptools', 'mmcv'} <= common
+    assert {
+        'mmengine', 'mmpose', 'mmpretrain', 'mmdet', 'albumentations', 'albucore', 'setuptools',
+        'mmcv'
+    } <= common
     assert {k: kit[k] for k in common} == {k: env[k] for k in common}
 
 
