@@ -393,8 +393,8 @@ def _find(root, name):
 
 
 def step_sapiens_1b_memory(ctx):
-    """(d) Sapiens-1B memory: benchmarks/sapiens_memory.py (helper "Sapiens"'s), which
-    traces a random Sapiens-1B itself and measures each phase/route under a 4 GiB cap."""
+    """(d) Sapiens-1B memory: benchmarks/sapiens_memory.py, which traces a random
+    Sapiens-1B itself and measures each phase/route under a 4 GiB cap."""
     out = osp.join(ctx['out'], 'sapiens_memory.json')
     argv = ['--out', out]
     if ctx['cpu_smoke']:
