@@ -4,10 +4,10 @@
 # and benchmarks/gpu_suite.py. Needs the kit built here by benchmarks/device/build_kit.sh.
 #
 # With the device tool (one H200, ~15 min of device time in all, <= 10 min a call):
-#   run(carry=[".device_kit"], timeout_s=400,
-#       command="bash benchmarks/device/run_suite.sh --tests-limit 60 --steps ab --budget-s 300")
-#   run(carry=[".device_kit"], timeout_s=360,   # at once: the machine stays warm 30 s
-#       command="bash benchmarks/device/run_suite.sh --no-tests --steps de --budget-s 320")
+#   run(carry=[".device_kit"], timeout_s=590,
+#       command="bash benchmarks/device/run_suite.sh --tests-limit 60 --steps abd --budget-s 480")
+#   run(carry=[".device_kit"], timeout_s=170,   # within 30 s (still warm), if >= 3 min are left
+#       command="bash benchmarks/device/run_suite.sh --no-tests --steps e --budget-s 130")
 # then copy the figures into benchmarks/README.md (docs: benchmarks/README.md, GPU suite).
 #
 # Here, to check the kit and this script before a lease (CPU, tiny sizes):
