@@ -22,15 +22,13 @@ import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')
 
-# route -> (config, phase, phase2 override); the configs are sapiens_memory.py's
-ROUTES = {
-    'phase 1': ('stage1_gtx1650.py', 1, None),
-    'lora': ('stage1_gtx1650.py', 2, None),
-    'last_blocks': ('td-hm_sapiens-1b-last2_1xb2-110e_coco-384x288.py', 2, None),
-    'full (FSDP offload)': ('td-hm_sapiens-1b-fsdp-offload_1xb2-100e_coco-384x288.py', 2, None),
-}
+from sapiens_memory import CONFIGS, phase_hook  # noqa: E402  (the routes' configs)
+
+# route -> phase; the full route on the GPU alone ('full', which does not fit) is left out
+ROUTES = {'phase 1': 1, 'lora': 2, 'last_blocks': 2, 'full_offload': 2}
 GTX1650_FP16_TFLOPS = 5.97  # 896 CUDA cores x 1.665 GHz boost x 2 (FMA) x 2 (fp16 rate)
 PCIE3_X16_GBPS = 15.75
 
@@ -66,20 +64,15 @@ def count(route: str, batch_size: int = 2, arch: str = 'sapiens_1b') -> dict:
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     import keypose_ext  # noqa: F401
-    from keypose_ext.engine.hooks.sapiens_phase_switch_hook import SapiensPhaseSwitchHook
     init_default_scope('mmpose')
-    name, phase, phase2 = ROUTES[route]
+    name = CONFIGS[route]
     cfg = Config.fromfile(osp.join(ROOT, 'configs', 'sapiens', name))
     cfg.model.backbone.update(checkpoint=None, arch=arch)
-    hook_cfg = dict(cfg.custom_hooks[0])
-    hook_cfg.pop('type')
-    if phase2:
-        hook_cfg['phase2'] = phase2
     h, w = cfg.model.backbone.img_size
     fake = FakeTensorMode(allow_non_fake_inputs=True)
     with fake:
         model = MODELS.build(cfg.model)
-        SapiensPhaseSwitchHook(**hook_cfg).apply_phase(model, phase)
+        phase_hook(cfg).apply_phase(model, ROUTES[route])
         model.train()
         x = torch.randn(batch_size, 3, h, w)
         with flop_counter() as counter:
@@ -98,7 +91,7 @@ def count(route: str, batch_size: int = 2, arch: str = 'sapiens_1b') -> dict:
     # FSDP (one process, fp16 compute): the fp16 weights go to the GPU for the forward and
     # again for the backward (activation checkpointing recomputes inside it), and the fp16
     # gradients come back, every iteration (accumulation included)
-    row['pcie_gb'] = 3 * 2 * params / 1e9 if 'FSDP' in route else 0.0
+    row['pcie_gb'] = 3 * 2 * params / 1e9 if route == 'full_offload' else 0.0
     row['min_s_per_iter_gtx1650'] = (
         row['tflop'] / GTX1650_FP16_TFLOPS + row['pcie_gb'] / PCIE3_X16_GBPS)
     return row

@@ -143,11 +143,22 @@ def _estimate(row, cfg, batch_size):
         estimate_reserved_gib=round(est['reserved'] / GiB, 3))
 
 
+def phase_hook(cfg, phase2=None):
+    """The config's SapiensPhaseSwitchHook (its first custom hook), with ``phase2``
+    replacing its route if given (also in ``cfg``, which the estimate reads)."""
+    from keypose_ext.engine.hooks.sapiens_phase_switch_hook import SapiensPhaseSwitchHook
+    hook_cfg = dict(cfg.custom_hooks[0])
+    hook_cfg.pop('type')
+    if phase2:
+        hook_cfg['phase2'] = phase2
+        cfg.custom_hooks[0].phase2 = phase2
+    return SapiensPhaseSwitchHook(**hook_cfg)
+
+
 def _single_device_routes(args, res, enc_sd, data_root, device):
     from mmengine.optim import build_optim_wrapper
     from mmpose.registry import MODELS
 
-    from keypose_ext.engine.hooks.sapiens_phase_switch_hook import SapiensPhaseSwitchHook
     plan = [('phase 1', 1, None), ('lora', 2, None), ('last_blocks', 2, None),
             ('full', 2, dict(mode='full', with_cp=True))]
     built = {}
@@ -168,12 +179,7 @@ def _single_device_routes(args, res, enc_sd, data_root, device):
             ow.initialize_count_status(model, 0, 10**9)
             built[name] = (model, ow, _batches(cfg))
         model, ow, batches = built[name]
-        hook_cfg = dict(cfg.custom_hooks[0])
-        hook_cfg.pop('type')
-        if phase2:
-            hook_cfg['phase2'] = phase2
-            cfg.custom_hooks[0].phase2 = phase2
-        hook = SapiensPhaseSwitchHook(**hook_cfg)
+        hook = phase_hook(cfg, phase2)
         _estimate(row, cfg, args.batch_size)
         try:
             hook.apply_phase(model, phase, ow)

@@ -117,7 +117,7 @@ def test_flops_per_route_follow_backprop_arithmetic():
     assert 1.9 < f < 2.3  # 2.05 TFLOP of backbone forward + the head
     assert 2.7 < rows['lora']['tflop'] / f < 3.2
     assert 1.05 < rows['last_blocks']['tflop'] / f < 1.2
-    full = rows['full (FSDP offload)']
+    full = rows['full_offload']
     assert 3.4 < full['tflop'] / f < 4.1
     assert full['pcie_gb'] == pytest.approx(6 * full['params_m'] * 1e6 / 1e9)
     assert rows['lora']['pcie_gb'] == 0 and full['trainable_m'] == full['params_m']
