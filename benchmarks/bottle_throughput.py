@@ -30,6 +30,8 @@ import time
 import torch
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # gpu_suite, when imported
+from gpu_suite import set_input_size  # noqa: E402
 
 CONFIG = 'configs/bottle/td-depthreg_res18_1xb16-1000e_bottle-224x224.py'
 MODES = {
@@ -38,15 +40,6 @@ MODES = {
     'output cache': dict(cache=True),
     'device cache': dict(cache=True),  # + cache_device
 }
-
-
-def _set_input_size(cfg, size):
-    for t in cfg.train_dataloader.dataset.pipeline:
-        if t.type == 'TopdownAffine':
-            t.input_size = size
-        if t.type == 'GenerateTarget':
-            t.encoder.input_size = size
-    cfg.model.head.decoder.input_size = size
 
 
 def serve_rates(base: dict, device: str, frames: int, repeats: int) -> dict:
@@ -124,7 +117,7 @@ def main(argv=None):
     from keypose_ext.testing.synthetic_bottle import make_bottle_dataset
     init_default_scope('mmpose')
     cfg = Config.fromfile(CONFIG)
-    _set_input_size(cfg, (args.input, args.input))
+    set_input_size(cfg, (args.input, args.input))
     result = dict(
         frames=args.frames,
         frame_size=list(args.size),

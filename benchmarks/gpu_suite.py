@@ -108,6 +108,17 @@ def _bottle_data(ctx):
     return root
 
 
+def set_input_size(cfg, size):
+    """A bottle config's model input (w, h) in its train and val pipelines and codec."""
+    for loader in (cfg.train_dataloader, cfg.val_dataloader):
+        for t in loader.dataset.pipeline:
+            if t.type == 'TopdownAffine':
+                t.input_size = size
+            if t.type == 'GenerateTarget':
+                t.encoder.input_size = size
+    cfg.model.head.decoder.input_size = size
+
+
 def _bottle_cfg(ctx, config, work_dir):
     """The bottle config on the synthetic clip, shrunk in --cpu-smoke."""
     from mmengine.config import Config
@@ -118,14 +129,7 @@ def _bottle_cfg(ctx, config, work_dir):
     for split in ('train', 'val', 'test'):
         opts[f'{split}_dataloader.dataset.data_root'] = data
     if ctx['cpu_smoke']:
-        size = (s['input'], s['input'])
-        for loader in (cfg.train_dataloader, cfg.val_dataloader):
-            for t in loader.dataset.pipeline:
-                if t.type == 'TopdownAffine':
-                    t.input_size = size
-                if t.type == 'GenerateTarget':
-                    t.encoder.input_size = size
-        cfg.model.head.decoder.input_size = size
+        set_input_size(cfg, (s['input'], s['input']))
         opts.update({
             'train_cfg.max_epochs': s['epochs'],
             'train_cfg.fast_path': True,
@@ -137,7 +141,7 @@ def _bottle_cfg(ctx, config, work_dir):
     return cfg
 
 
-def _epoch_timer():
+def epoch_timer():
     """A hook timing each training epoch (hooks and all, no validation, no saving)."""
     from mmengine.hooks import Hook
 
@@ -157,7 +161,7 @@ def _epoch_timer():
     return EpochTimer()
 
 
-def _build_runner(cfg):
+def build_runner(cfg):
     try:
         from keypose_ext.utils.cli import build_runner
     except ImportError:  # an older checkout: mmengine's Runner
@@ -185,7 +189,7 @@ def step_gpu(ctx):
     return dict(info, status='ok' if info['matmul_ok'] else 'fail')
 
 
-def _median_epoch_images_per_s(frames, seconds):
+def median_epoch_images_per_s(frames, seconds):
     """Steady state: the median epoch, without the first (packing, cudnn autotune)."""
     return round(frames / statistics.median(seconds[1:] or seconds), 1)
 
@@ -202,13 +206,13 @@ def _plain_path(ctx):
         'train_cfg.val_interval': 10**6,
         'experiment_name': 'gpu_suite_plain_path',  # its own message hub
     })
-    runner = _build_runner(cfg)
-    timer = _epoch_timer()
+    runner = build_runner(cfg)
+    timer = epoch_timer()
     runner.register_hook(timer)
     runner.train()
     return dict(
         epochs=len(timer.seconds),
-        images_per_s_median_epoch=_median_epoch_images_per_s(s['frames'], timer.seconds))
+        images_per_s_median_epoch=median_epoch_images_per_s(s['frames'], timer.seconds))
 
 
 def step_bottle_e2e(ctx):
@@ -219,8 +223,8 @@ def step_bottle_e2e(ctx):
     t0 = time.perf_counter()
     cfg = _bottle_cfg(ctx, BOTTLE_CONFIG, osp.join(ctx['work'], 'a_bottle'))
     cfg.experiment_name = 'gpu_suite_bottle_e2e'
-    runner = _build_runner(cfg)
-    timer = _epoch_timer()
+    runner = build_runner(cfg)
+    timer = epoch_timer()
     runner.register_hook(timer)
     runner.train()
     wall = time.perf_counter() - t0
@@ -239,7 +243,7 @@ def step_bottle_e2e(ctx):
         iters=int(len(losses)),
         iters_per_epoch=iters_per_epoch,
         images_per_s=round(images / train_s, 1),
-        images_per_s_median_epoch=_median_epoch_images_per_s(s['frames'], timer.seconds),
+        images_per_s_median_epoch=median_epoch_images_per_s(s['frames'], timer.seconds),
         final_loss=float(losses[-1]),
         final_epoch_mean_loss=float(losses[-iters_per_epoch:].mean()),
         fast_path=bool(loop.fast_path_active),
@@ -253,7 +257,7 @@ def step_bottle_e2e(ctx):
     return result
 
 
-def _seed_model():
+def seed_model():
     """Seed 000's model: torchvision ResNet-18 with a Linear(512, 27) head."""
     import torch
     import torchvision
@@ -264,29 +268,33 @@ def _seed_model():
     return model
 
 
+def seed_tensors(cfg, device):
+    """The frames and targets exactly as the config trains on them (its dataset and the
+    model's preprocessor): inputs (N, 3, H, W) float, normalised; targets (N, K*3)."""
+    import torch
+    from mmengine.dataset import pseudo_collate
+    from mmpose.registry import DATASETS, MODELS
+    ds = DATASETS.build(cfg.train_dataloader.dataset)
+    prep = MODELS.build(cfg.model.data_preprocessor).to(device)
+    data = prep(pseudo_collate([ds[i] for i in range(len(ds))]), True)
+    y = torch.stack([d.gt_instance_labels.keypoint_labels[0] for d in data['data_samples']])
+    return data['inputs'], y.flatten(1).to(device)
+
+
 def step_plain_loop(ctx):
     """(b) The seed's loop as written (fp32) and with the fast path's settings, data on
     the GPU; images/s against (a)'s."""
     import torch
-    from mmengine.dataset import pseudo_collate
-    from mmpose.registry import DATASETS, MODELS
     s, device = _sizes(ctx), _device(ctx)
     cfg = _bottle_cfg(ctx, BOTTLE_CONFIG, osp.join(ctx['work'], 'b_plain'))
-    ds = DATASETS.build(cfg.train_dataloader.dataset)
-    items = [ds[i] for i in range(len(ds))]
-    # The frames and targets exactly as (a) trains on them (the model's preprocessor).
-    prep = MODELS.build(cfg.model.data_preprocessor).to(device)
-    data = prep(pseudo_collate(items), True)
-    x = data['inputs']
-    y = torch.stack([d.gt_instance_labels.keypoint_labels[0] for d in data['data_samples']])
-    y = y.flatten(1).to(device)
+    x, y = seed_tensors(cfg, device)
     rows = {}
     torch.backends.cudnn.benchmark = True  # as the bottle config's env_cfg
     for name, fast in (('seed_fp32', False), ('bf16_channels_last', True)):
         if fast and device.type != 'cuda':
             continue
         torch.manual_seed(0)
-        model = _seed_model().to(device)
+        model = seed_model().to(device)
         xs = x
         if fast:
             model = model.to(memory_format=torch.channels_last)
