@@ -134,7 +134,7 @@ def test_check_env_reports_routes_and_measured_figures(capsys, monkeypatch, tmp_
     assert 'full_offload' in out and 'host ~17.' in out
     assert 'full          does not fit' in out
     assert tool.main(['--gpu-mem-gib', '3', '--measured', str(tmp_path / 'none.json')]) == 1
-    assert 'phase 2: ~3.23 GiB DOES NOT FIT' in capsys.readouterr().out
+    assert 'phase 2: ~3.22 GiB DOES NOT FIT' in capsys.readouterr().out
     assert tool.main([
         '--gpu-mem-gib', '4', '--json', '--config',
         'configs/sapiens/td-hm_sapiens-1b_1xb32-110e_coco-512x384.py'
@@ -177,3 +177,56 @@ def test_the_measured_check_fails_on_a_wrong_estimate():
 def test_estimates_agree_with_the_measured_figures():
     with open(MEASURED) as f:
         _check_against_measured(json.load(f))
+
+
+def _saved_activation_bytes(backbone, batch_size, amp):
+    """Bytes of the activations autograd keeps for backward after a forward of the backbone
+    (parameters and their autocast copies included: callers difference them away)."""
+    import torch
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    h, w = backbone.patch_resolution
+    x = torch.randn(batch_size, 3, h * 16, w * 16)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=amp):
+            backbone(x)
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize('amp,with_cp', [(True, False), (False, False), (True, True)])
+def test_block_activations_are_what_autograd_saves(amp, with_cp):
+    """The estimator's activations per image and per block that needs gradients equal the
+    bytes autograd saves for the backbone's real block at Sapiens-1B width (C 1536, F 6144,
+    24 heads), counted on the CPU (bf16 autocast stands for fp16: both 2 bytes; SDPA keeps
+    no N×N matrix on either device). Differencing 2 against 1 trainable block and batch 2
+    against 1 cancels the weights, their autocast copies, the stem and the final norm."""
+    from keypose_ext.models.backbones.sapiens_torchscript_backbone import \
+        SapiensTorchScriptBackbone
+    arch = dict(ARCH, num_layers=3)
+    grid = (4, 3)  # tokens per image; the count is linear in them
+    backbone = SapiensTorchScriptBackbone(
+        arch=arch,
+        img_size=(grid[0] * 16, grid[1] * 16),
+        frozen_dtype='bfloat16' if amp else None,
+        with_cp=with_cp,
+        verify_on_load=False).train()
+    measured = {}
+    for n in (1, 2):
+        backbone.set_trainable_layers(n)
+        for b in (1, 2):
+            measured[n, b] = _saved_activation_bytes(backbone, b, amp)
+    saved = (measured[2, 2] - measured[1, 2]) - (measured[2, 1] - measured[1, 1])
+
+    def est(n, b):
+        return mem.estimate_memory(
+            arch, (grid[0] * 16, grid[1] * 16), b, 'last_blocks', n, head=HEAD, amp=amp,
+            with_cp=with_cp)['activations (backbone)']
+
+    estimated = (est(2, 2) - est(1, 2)) - (est(2, 1) - est(1, 1))
+    tokens = grid[0] * grid[1]
+    assert saved > 0 and estimated == pytest.approx(saved, rel=0.02), \
+        (saved / tokens / arch['embed_dims'], estimated / tokens / arch['embed_dims'])

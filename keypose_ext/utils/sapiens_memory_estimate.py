@@ -14,10 +14,14 @@ Counted (bytes):
 - trainable parameters (incl. LoRA adapters and the head): fp32 weight + grad (4 + 4),
   AdamW ``exp_avg`` + ``exp_avg_sq`` (4 + 4; a non-fused AdamW adds a 4 B temporary)
   and, under AMP, the fp16 copy autocast keeps of each weight for the step (2);
-- activations kept for backward, per token and per block that needs gradients, with
-  AMP and an efficient attention kernel (no ``N×N`` matrix): ``30·C + 4·F`` bytes
-  (C embed dims, F FFN width); with activation checkpointing the block input (``4·C``)
-  plus one block recomputed. LoRA needs gradients through *every* block;
+- activations kept for backward, per token and per block that needs gradients, with an
+  efficient attention kernel (no ``N×N`` matrix): the two LayerNorms' float32 inputs
+  (``8·C`` bytes) and ``6·C + 2·F`` values in the activation dtype (the inputs of qkv,
+  proj and fc1, q/k/v, the GELU's input and output), i.e. ``20·C + 4·F`` bytes under
+  AMP (C embed dims, F FFN width): what autograd saves for the backbone's block, counted
+  in ``tests/test_sapiens_memory_estimate.py`` at Sapiens-1B width; with activation
+  checkpointing the block input (``4·C``) plus one block recomputed. LoRA needs
+  gradients through *every* block (its rank-r intermediates are negligible);
 - the frozen prefix under ``no_grad``: one block's transient working set;
 - head activations and the input batch; 64 MiB cuBLAS/cuDNN workspace;
 - ``reserved`` = allocated + 5 % fragmentation (compare with ``max_memory_reserved``);
@@ -143,7 +147,7 @@ def estimate_memory(arch: dict,
     frozen = backbone_all - trainable
     hd = head_memory(head, d, (gh, gw), batch_size, act_bytes)
     tokens = batch_size * gh * gw
-    per_token_block = (30 * d + 4 * ffn) * act_bytes // 2
+    per_token_block = 8 * d + (6 * d + 2 * ffn) * act_bytes
     if n_grad == 0:
         block_acts = 0
     elif with_cp:
