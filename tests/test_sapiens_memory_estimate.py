@@ -204,8 +204,7 @@ def test_block_activations_are_what_autograd_saves(amp, with_cp):
     24 heads), counted on the CPU (bf16 autocast stands for fp16: both 2 bytes; SDPA keeps
     no N×N matrix on either device). Differencing 2 against 1 trainable block and batch 2
     against 1 cancels the weights, their autocast copies, the stem and the final norm."""
-    from keypose_ext.models.backbones.sapiens_torchscript_backbone import \
-        SapiensTorchScriptBackbone
+    from keypose_ext.models.backbones import SapiensTorchScriptBackbone
     arch = dict(ARCH, num_layers=3)
     grid = (4, 3)  # tokens per image; the count is linear in them
     backbone = SapiensTorchScriptBackbone(
@@ -223,7 +222,12 @@ def test_block_activations_are_what_autograd_saves(amp, with_cp):
 
     def est(n, b):
         return mem.estimate_memory(
-            arch, (grid[0] * 16, grid[1] * 16), b, 'last_blocks', n, head=HEAD, amp=amp,
+            arch, (grid[0] * 16, grid[1] * 16),
+            b,
+            'last_blocks',
+            n,
+            head=HEAD,
+            amp=amp,
             with_cp=with_cp)['activations (backbone)']
 
     estimated = (est(2, 2) - est(1, 2)) - (est(2, 1) - est(1, 1))
