@@ -143,7 +143,7 @@ def main(argv=None) -> dict:
             opts['train_dataloader.num_workers'] = args.workers
             opts['train_dataloader.persistent_workers'] = args.workers > 0
         cfg.merge_from_dict(opts)
-        x, y = (t.cpu() for t in seed_tensors(cfg, device))
+        x, y = seed_tensors(cfg, torch.device('cpu'))  # held on the host, as the seed's
         print(f'{args.frames} frames {args.size[0]}x{args.size[1]}, input {args.input}, '
               f'batch {args.batch}, {args.epochs} epochs a run, {args.pairs} pairs, '
               f'{args.device}, {torch.get_num_threads()} torch threads')

@@ -125,25 +125,26 @@ def count(route: str, batch_size: int = 2, arch: str = 'sapiens_1b') -> dict:
         model.train()
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                       fused=plan['fused_optimizer'])
+
+        def iteration():
+            x = torch.randn(batch_size, 3, h, w)
+            with torch.autocast('cpu', dtype=torch.float16, enabled=plan['amp']):
+                heatmaps = model.head.forward(model.extract_feat(x))
+            heatmaps.float().square().mean().backward()
+            if on_gpu_alone:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+
+        # FLOPs of the first iteration (it also creates AdamW's state), bytes of the
+        # second: apart, as the flop counter keeps tensors alive.
+        with flop_counter() as counter:
+            iteration()
         live = LiveTensorBytes()
-        # The first iteration's forward + backward is counted in FLOPs (and creates
-        # AdamW's state); the second in bytes, step included. Apart: the flop counter
-        # keeps tensors alive.
-        for counting in ('flops', 'bytes') if on_gpu_alone else ('flops', ):
-            if counting == 'bytes':  # what lives before the iteration
-                for t in [*model.parameters(), *model.buffers(), *tree_leaves(optimizer.state)]:
-                    live.track(t)
-            with flop_counter() if counting == 'flops' else live as counter:
-                x = torch.randn(batch_size, 3, h, w)
-                with torch.autocast('cpu', dtype=torch.float16, enabled=plan['amp']):
-                    heatmaps = model.head.forward(model.extract_feat(x))
-                heatmaps.float().square().mean().backward()
-                if on_gpu_alone:
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                del x, heatmaps
-            if counting == 'flops':
-                flops = counter.get_total_flops()
+        if on_gpu_alone:
+            for t in [*model.parameters(), *model.buffers(), *tree_leaves(optimizer.state)]:
+                live.track(t)  # what lives before the iteration
+            with live:
+                iteration()
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     row = dict(
@@ -151,7 +152,7 @@ def count(route: str, batch_size: int = 2, arch: str = 'sapiens_1b') -> dict:
         config=f'configs/sapiens/{name}',
         input_hw=[h, w],
         batch_size=batch_size,
-        tflop=flops / 1e12,
+        tflop=counter.get_total_flops() / 1e12,
         trainable_m=trainable / 1e6,
         params_m=params / 1e6,
         tensor_peak_gib=None,
